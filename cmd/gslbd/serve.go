@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"reflect"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/gslbd/gslbd/gslb"
+	"github.com/gslbd/gslbd/gslb/admin"
+	"github.com/gslbd/gslbd/gslb/config"
+	"github.com/gslbd/gslbd/idgen"
+)
+
+// shutdownGrace bounds how long in-flight queries and HTTP requests may
+// take to finish once SIGTERM arrives; systemd's TimeoutStopSec is longer.
+const shutdownGrace = 10 * time.Second
+
+func serve(args []string, stderr io.Writer) int {
+	cf := newConfigFlags("serve")
+	cf.fs.SetOutput(stderr)
+	if code, ok := parseFlags(cf.fs, args, stderr); !ok {
+		return code
+	}
+	// Register for signals before the slow part of start-up, so a SIGTERM
+	// during it is not lost to the default action mid-bind.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	cfg, err := cf.load()
+	var snap *gslb.Snapshot
+	if err == nil {
+		snap, err = gslb.NewSnapshot(cfg)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "gslbd: configuration refused, nothing started:\n%s", joinLines(config.Errors(err)))
+		return exitFail
+	}
+	d, err := newDaemon(cfg, cf.options(), snap, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "gslbd: %v\n", err)
+		return exitFatal
+	}
+	return d.run(sigs)
+}
+
+// daemon holds what serve wires together and what a reload may change.
+type daemon struct {
+	opts     config.Options
+	level    *slog.LevelVar
+	log      *slog.Logger
+	ids      *idgen.Generator
+	reg      *prometheus.Registry
+	dns      *gslb.Server
+	admin    *admin.Handler
+	listen   *gslb.Listeners
+	httpLn   net.Listener
+	httpSrv  *http.Server
+	reloadMu sync.Mutex
+	cfg      *config.Config // guarded by reloadMu
+
+	reloads         *prometheus.CounterVec
+	lastReloadOK    prometheus.Gauge
+	lastReloadOKSec prometheus.Gauge
+}
+
+func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, stderr io.Writer) (*daemon, error) {
+	d := &daemon{opts: opts, cfg: cfg, level: new(slog.LevelVar), reg: prometheus.NewRegistry()}
+	d.level.Set(parseLevel(cfg.Log.Level))
+	d.log = newLogger(cfg.Log.Format, d.level, stderr).With("instance", cfg.Instance.Name)
+
+	backwards := cfg.IDGen.MaxClockBackwards
+	if backwards == 0 {
+		backwards = -1 // config's 0 means "fail at once"; idgen's zero means its default
+	}
+	ids, err := idgen.New(idgen.Config{
+		Epoch: cfg.IDGen.Epoch, Datacenter: cfg.Instance.DatacenterID,
+		Worker: cfg.Instance.WorkerID, MaxBackwards: backwards,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.ids = ids
+
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := promauto.With(d.reg)
+	f.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "gslb", Name: "build_info",
+		Help: "Always 1; the labels say which build is running.",
+	}, []string{"version", "revision", "goversion"}).WithLabelValues(version, revision, runtime.Version()).Set(1)
+	d.reloads = f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "gslb", Subsystem: "config", Name: "reloads_total",
+		Help: "Configuration reloads, by result (success or failure).",
+	}, []string{"result"})
+	d.lastReloadOK = f.NewGauge(prometheus.GaugeOpts{
+		Namespace: "gslb", Subsystem: "config", Name: "last_reload_successful",
+		Help: "1 if the last configuration load or reload succeeded, 0 if it was refused.",
+	})
+	d.lastReloadOKSec = f.NewGauge(prometheus.GaugeOpts{
+		Namespace: "gslb", Subsystem: "config", Name: "last_reload_success_timestamp_seconds",
+		Help: "When the configuration in use was loaded, in Unix seconds.",
+	})
+	d.lastReloadOK.Set(1)
+	d.lastReloadOKSec.SetToCurrentTime()
+
+	d.dns = gslb.NewServer(snap, gslb.NewMetrics(d.reg), d.log.With("component", "dns"))
+	d.admin = admin.New(admin.Options{
+		Gatherer: d.reg, Reloader: admin.ReloaderFunc(d.reload),
+		Token: cfg.HTTP.Token, AllowUnauthenticated: cfg.HTTP.AllowUnauthenticatedLoopback,
+	})
+
+	d.listen, err = d.dns.Listen(gslb.ListenConfig{
+		Addrs:             cfg.DNS.Listen,
+		TCPIdleTimeout:    cfg.DNS.TCPIdleTimeout,
+		TCPMaxConnections: cfg.DNS.TCPMaxConnections,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen.String())
+	if err != nil {
+		_ = d.listen.Shutdown(context.Background())
+		return nil, fmt.Errorf("http: listening on %s: %w", cfg.HTTP.Listen, err)
+	}
+	d.httpSrv = &http.Server{
+		Handler:           d.admin,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	return d, nil
+}
+
+func (d *daemon) run(sigs <-chan os.Signal) int {
+	fatal := make(chan error, 2)
+	go func() {
+		if err := d.listen.Serve(); err != nil {
+			fatal <- err
+		}
+	}()
+	go func() {
+		if err := d.httpSrv.Serve(d.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fatal <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	var dnsAddrs []string
+	for _, a := range d.listen.Addrs() {
+		dnsAddrs = append(dnsAddrs, a.Network()+"/"+a.String())
+	}
+	d.admin.SetReady()
+	d.log.Info("gslbd ready", "version", version, "dns", dnsAddrs, "http", d.httpLn.Addr().String(),
+		"zones", d.dns.Snapshot().Zones())
+
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				_ = d.reload(context.Background())
+				continue
+			}
+			d.log.Info("shutting down", "signal", sig.String())
+			return d.shutdown(exitOK)
+		case err := <-fatal:
+			d.log.Error("listener failed; shutting down", "err", err)
+			return d.shutdown(exitFatal)
+		}
+	}
+}
+
+func (d *daemon) shutdown(code int) int {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := d.listen.Shutdown(ctx); err != nil {
+			d.log.Warn("DNS shutdown incomplete", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := d.httpSrv.Shutdown(ctx); err != nil {
+			d.log.Warn("HTTP shutdown incomplete", "err", err)
+		}
+	}()
+	wg.Wait()
+	d.log.Info("stopped")
+	return code
+}
+
+// reload loads the file again and swaps in what it describes. A refused
+// configuration changes nothing: the old snapshot keeps serving. Keys that
+// only a restart can apply are reported and keep their old values.
+func (d *daemon) reload(_ context.Context) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	eventID, _ := d.ids.Next()
+	start := time.Now()
+	cfg, err := config.Load(d.cfg.File, d.opts)
+	var snap *gslb.Snapshot
+	if err == nil {
+		snap, err = gslb.NewSnapshot(cfg)
+	}
+	if err != nil {
+		d.reloads.WithLabelValues("failure").Inc()
+		d.lastReloadOK.Set(0)
+		errs := config.Errors(err)
+		lines := make([]string, len(errs))
+		for i, e := range errs {
+			lines[i] = e.Error()
+		}
+		d.log.Error("configuration reload refused; the previous configuration keeps serving",
+			"event_id", eventID, "file", d.cfg.File, "errors", lines)
+		return err
+	}
+	if pending := restartKeys(d.cfg, cfg); len(pending) > 0 {
+		d.log.Warn("configuration keys changed that only a restart applies; they keep their running values",
+			"event_id", eventID, "keys", pending)
+	}
+	d.dns.Swap(snap)
+	d.level.Set(parseLevel(cfg.Log.Level))
+	d.admin.SetToken(cfg.HTTP.Token, d.cfg.HTTP.AllowUnauthenticatedLoopback)
+	d.cfg = cfg
+	d.reloads.WithLabelValues("success").Inc()
+	d.lastReloadOK.Set(1)
+	d.lastReloadOKSec.SetToCurrentTime()
+	d.log.Info("configuration reloaded", "event_id", eventID, "file", cfg.File,
+		"zones", snap.Zones(), "took", time.Since(start).String())
+	return nil
+}
+
+// restartKeys names the changed settings that are bound at start-up:
+// sockets, the instance's identity and the ID generator.
+func restartKeys(old, cur *config.Config) []string {
+	var out []string
+	check := func(key string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			out = append(out, key)
+		}
+	}
+	check("instance", old.Instance, cur.Instance)
+	check("dns.listen", old.DNS.Listen, cur.DNS.Listen)
+	check("dns.tcp_idle_timeout", old.DNS.TCPIdleTimeout, cur.DNS.TCPIdleTimeout)
+	check("dns.tcp_max_connections", old.DNS.TCPMaxConnections, cur.DNS.TCPMaxConnections)
+	check("http.listen", old.HTTP.Listen, cur.HTTP.Listen)
+	check("http.allow_unauthenticated_loopback", old.HTTP.AllowUnauthenticatedLoopback, cur.HTTP.AllowUnauthenticatedLoopback)
+	check("log.format", old.Log.Format, cur.Log.Format)
+	check("idgen", old.IDGen, cur.IDGen)
+	return out
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s))
+	return l
+}
+
+func newLogger(format string, level slog.Leveler, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

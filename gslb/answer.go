@@ -1,0 +1,168 @@
+package gslb
+
+import (
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// maxCNAMEChain bounds in-zone CNAME chasing; a longer chain is almost
+// certainly a loop the configuration did not intend, and the resolver can
+// take over from where the answer stops.
+const maxCNAMEChain = 8
+
+// resolve fills m's sections for a query inside z. qname keeps the
+// client's case for the owner names it echoes; name is its lowercase form.
+func (s *Snapshot) resolve(z *zone, m *dns.Msg, qname, name string, qtype uint16) {
+	m.Authoritative = true
+	owner := qname
+	visited := [maxCNAMEChain]string{}
+	for hop := 0; ; hop++ {
+		n := z.lookup(name)
+		if n == nil {
+			// After a CNAME too: the rcode describes the last name in the
+			// chain (RFC 6604), and chasing only continues inside the zone.
+			m.Rcode = dns.RcodeNameError
+			m.Ns = append(m.Ns, z.negativeSOA(z.negTTL))
+			return
+		}
+		if n.service != nil {
+			s.answerService(z, m, n.service, owner, qtype)
+			return
+		}
+		if qtype == dns.TypeANY {
+			if len(n.rrsets) == 0 {
+				m.Ns = append(m.Ns, z.negativeSOA(z.negTTL))
+				return
+			}
+			// RFC 8482: one small, honest answer instead of everything.
+			m.Answer = append(m.Answer, &dns.HINFO{
+				Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: z.negTTL},
+				Cpu: "RFC8482",
+			})
+			return
+		}
+		if set := n.rrsets[qtype]; len(set) > 0 {
+			m.Answer = appendOwned(m.Answer, set, owner)
+			s.addAdditional(z, m, set)
+			return
+		}
+		cname := n.rrsets[dns.TypeCNAME]
+		if len(cname) == 0 {
+			// NODATA, also for an empty non-terminal (RFC 8020 section 2).
+			m.Ns = append(m.Ns, z.negativeSOA(z.negTTL))
+			return
+		}
+		m.Answer = appendOwned(m.Answer, cname, owner)
+		target := strings.ToLower(cname[0].(*dns.CNAME).Target)
+		if !z.InZone(target) || hop+1 >= maxCNAMEChain {
+			return
+		}
+		visited[hop] = name
+		for _, seen := range visited[:hop+1] {
+			if seen == target {
+				return // a loop: what was answered so far is all there is
+			}
+		}
+		name, owner = target, target
+	}
+}
+
+// lookup finds the node for name, synthesising from a wildcard where RFC
+// 4592 allows: only when name does not exist, and only from the wildcard
+// child of its closest encloser.
+func (z *zone) lookup(name string) *node {
+	if n, ok := z.nodes[name]; ok {
+		return n
+	}
+	for off := 0; ; {
+		var end bool
+		off, end = dns.NextLabel(name, off)
+		if end {
+			return nil
+		}
+		encloser := name[off:]
+		if _, ok := z.nodes[encloser]; !ok {
+			continue
+		}
+		return z.nodes["*."+encloser]
+	}
+}
+
+func (z *zone) negativeSOA(ttl uint32) dns.RR {
+	soa := *z.soa
+	soa.Hdr.Ttl = ttl
+	return &soa
+}
+
+// appendOwned copies a stored RRset into an answer under the owner name
+// the client used, so a 0x20-randomised question gets its case back.
+func appendOwned(dst []dns.RR, set []dns.RR, owner string) []dns.RR {
+	for _, rr := range set {
+		c := dns.Copy(rr)
+		c.Header().Name = owner
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// addAdditional adds in-zone addresses for names an answer points at: glue
+// for NS, and the targets of MX and SRV, saving the resolver a round trip.
+func (s *Snapshot) addAdditional(z *zone, m *dns.Msg, set []dns.RR) {
+	for _, rr := range set {
+		var target string
+		switch r := rr.(type) {
+		case *dns.NS:
+			target = r.Ns
+		case *dns.MX:
+			target = r.Mx
+		case *dns.SRV:
+			target = r.Target
+		default:
+			return
+		}
+		target = strings.ToLower(target)
+		if !z.InZone(target) {
+			continue
+		}
+		if n, ok := z.nodes[target]; ok {
+			m.Extra = append(m.Extra, n.rrsets[dns.TypeA]...)
+			m.Extra = append(m.Extra, n.rrsets[dns.TypeAAAA]...)
+		}
+	}
+}
+
+// answerService answers A and AAAA from the service's datacenters. Other
+// types are NODATA with the service's TTL on the SOA, so that a negative
+// answer is not cached for longer than a positive one would be.
+func (s *Snapshot) answerService(z *zone, m *dns.Msg, svc *service, owner string, qtype uint16) {
+	ttl := svc.ttl
+	switch qtype {
+	case dns.TypeA, dns.TypeAAAA:
+	case dns.TypeANY:
+		qtype = dns.TypeA
+	default:
+		m.Ns = append(m.Ns, z.negativeSOA(min(ttl, z.negTTL)))
+		return
+	}
+	before := len(m.Answer)
+	for _, i := range svc.datacenters {
+		dc := &s.datacenters[i]
+		if !dc.Up {
+			continue
+		}
+		addrs := dc.a
+		if qtype == dns.TypeAAAA {
+			addrs = dc.aaaa
+		}
+		for _, a := range addrs {
+			m.Answer = append(m.Answer, addrRR(owner, a, ttl))
+		}
+	}
+	if len(m.Answer) == before {
+		m.Ns = append(m.Ns, z.negativeSOA(min(ttl, z.negTTL)))
+	}
+}
+
+// InZone reports whether name lies at or below the zone's origin.
+func (z *zone) InZone(name string) bool { return dns.IsSubDomain(z.origin, name) }

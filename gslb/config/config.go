@@ -1,0 +1,184 @@
+package config
+
+import (
+	"github.com/miekg/dns"
+	"net/netip"
+	"time"
+)
+
+// Config is the whole daemon configuration after decoding, defaults and
+// validation. It is plain data: the gslb package builds its immutable
+// Snapshot from it, and cmd/gslbd wires listeners from it.
+type Config struct {
+	// File is the path the configuration was read from; errors name it.
+	File string `mapstructure:"-"`
+
+	Instance    Instance     `mapstructure:"instance"`
+	Log         Log          `mapstructure:"log"`
+	DNS         DNS          `mapstructure:"dns"`
+	HTTP        HTTP         `mapstructure:"http"`
+	IDGen       IDGen        `mapstructure:"idgen"`
+	Datacenters []Datacenter `mapstructure:"datacenters"`
+	Zones       []Zone       `mapstructure:"zones"`
+
+	sources map[string]string
+}
+
+// Instance identifies this gslbd process within the fleet.
+type Instance struct {
+	Name string `mapstructure:"name"`
+	// Datacenter is the datacenter this instance runs in, if it is one of
+	// the configured ones; informational until sessions and replication.
+	Datacenter   string `mapstructure:"datacenter"`
+	DatacenterID int    `mapstructure:"datacenter_id"`
+	WorkerID     int    `mapstructure:"worker_id"`
+}
+
+// Log selects the slog handler.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// DNS configures the authoritative listeners.
+type DNS struct {
+	Listen            []netip.AddrPort `mapstructure:"listen"`
+	UDPSize           uint16           `mapstructure:"udp_size"`
+	TCPIdleTimeout    time.Duration    `mapstructure:"tcp_idle_timeout"`
+	TCPMaxConnections int              `mapstructure:"tcp_max_connections"`
+	Identity          Identity         `mapstructure:"identity"`
+}
+
+// Identity controls how the instance names itself to DNS clients.
+type Identity struct {
+	// ID is the string served as NSID and in id.server/hostname.bind;
+	// empty means instance.name.
+	ID    string `mapstructure:"id"`
+	NSID  bool   `mapstructure:"nsid"`
+	Chaos bool   `mapstructure:"chaos"`
+}
+
+// HTTP configures the admin and metrics listener.
+type HTTP struct {
+	Listen                       netip.AddrPort `mapstructure:"listen"`
+	TokenFile                    string         `mapstructure:"token_file"`
+	AllowUnauthenticatedLoopback bool           `mapstructure:"allow_unauthenticated_loopback"`
+
+	// Token is read from TokenFile at load time so that a missing or empty
+	// file is a config error, not a surprise on the first write request.
+	Token string `mapstructure:"-"`
+}
+
+// IDGen configures the Snowflake generator.
+type IDGen struct {
+	Epoch             time.Time     `mapstructure:"epoch"`
+	MaxClockBackwards time.Duration `mapstructure:"max_clock_backwards"`
+}
+
+// Datacenter is a site that can receive clients.
+type Datacenter struct {
+	ID        string        `mapstructure:"id"`
+	Region    string        `mapstructure:"region"`
+	Lat       *float64      `mapstructure:"lat"`
+	Lon       *float64      `mapstructure:"lon"`
+	Capacity  float64       `mapstructure:"capacity"`
+	Load      float64       `mapstructure:"load"`
+	Latency   time.Duration `mapstructure:"latency"`
+	Endpoints []Endpoint    `mapstructure:"endpoints"`
+}
+
+// Endpoint is one address answered for a datacenter.
+type Endpoint struct {
+	Address netip.Addr `mapstructure:"address"`
+}
+
+// Zone is one zone served authoritatively.
+type Zone struct {
+	Origin   string       `mapstructure:"origin"`
+	TTL      *uint32      `mapstructure:"ttl"`
+	SOA      SOA          `mapstructure:"soa"`
+	NS       []NameServer `mapstructure:"ns"`
+	Records  []Record     `mapstructure:"records"`
+	Services []Service    `mapstructure:"services"`
+}
+
+// SOA holds the zone's start of authority; timers are in seconds, as in a
+// zone file, because operators compare them with what dig prints.
+type SOA struct {
+	MName   string  `mapstructure:"mname"`
+	RName   string  `mapstructure:"rname"`
+	Serial  uint32  `mapstructure:"serial"`
+	Refresh uint32  `mapstructure:"refresh"`
+	Retry   uint32  `mapstructure:"retry"`
+	Expire  uint32  `mapstructure:"expire"`
+	Minimum uint32  `mapstructure:"minimum"`
+	TTL     *uint32 `mapstructure:"ttl"`
+}
+
+// NameServer is an NS record at the apex, with glue when it lies inside the
+// zone.
+type NameServer struct {
+	Name      string       `mapstructure:"name"`
+	Addresses []netip.Addr `mapstructure:"addresses"`
+}
+
+// Record is a static resource record; Data is its RDATA in zone-file syntax.
+type Record struct {
+	Name string  `mapstructure:"name"`
+	Type string  `mapstructure:"type"`
+	TTL  *uint32 `mapstructure:"ttl"`
+	Data string  `mapstructure:"data"`
+
+	rr dns.RR
+}
+
+// Service is a name whose answer gslbd computes from datacenters.
+type Service struct {
+	Name        string   `mapstructure:"name"`
+	Policy      string   `mapstructure:"policy"`
+	Datacenters []string `mapstructure:"datacenters"`
+	TTL         *uint32  `mapstructure:"ttl"`
+
+	owner string
+}
+
+// Defaults a newcomer meets; docs/configuration.md lists the same values
+// and a test keeps the two in step.
+const (
+	DefaultDNSListen         = "127.0.0.1:5353"
+	DefaultUDPSize           = 1232
+	DefaultTCPIdleTimeout    = 10 * time.Second
+	DefaultTCPMaxConnections = 1000
+	DefaultHTTPListen        = "127.0.0.1:9053"
+	DefaultMaxClockBackwards = time.Second
+	DefaultCapacity          = 1000
+	DefaultLatency           = 50 * time.Millisecond
+	DefaultZoneTTL           = 300
+	DefaultServiceTTL        = 30
+	DefaultSOARefresh        = 7200
+	DefaultSOARetry          = 3600
+	DefaultSOAExpire         = 1209600
+	DefaultSOAMinimum        = 300
+	DefaultSOATTL            = 3600
+)
+
+// DefaultEpoch is idgen's default epoch, repeated here so config does not
+// import idgen only for a constant.
+var DefaultEpoch = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// defaults returns a Config carrying every top-level default; decoding the
+// file on top of it keeps whatever the file does not set.
+func defaults() Config {
+	return Config{
+		Log: Log{Level: "info", Format: "text"},
+		DNS: DNS{
+			Listen:            []netip.AddrPort{netip.MustParseAddrPort(DefaultDNSListen)},
+			UDPSize:           DefaultUDPSize,
+			TCPIdleTimeout:    DefaultTCPIdleTimeout,
+			TCPMaxConnections: DefaultTCPMaxConnections,
+			Identity:          Identity{NSID: true, Chaos: true},
+		},
+		HTTP:  HTTP{Listen: netip.MustParseAddrPort(DefaultHTTPListen)},
+		IDGen: IDGen{Epoch: DefaultEpoch, MaxClockBackwards: DefaultMaxClockBackwards},
+	}
+}

@@ -1,0 +1,75 @@
+package gslb
+
+import (
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the DNS server's Prometheus series. Label values come from
+// configuration and from bounded sets only, never from a query's name or a
+// client's address, so a hostile client cannot grow the series count.
+type Metrics struct {
+	requests  *prometheus.CounterVec
+	responses *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	panics    prometheus.Counter
+	malformed *prometheus.CounterVec
+	tcpRefuse prometheus.Counter
+}
+
+// NewMetrics registers the DNS series with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gslb", Subsystem: "dns", Name: "requests_total",
+			Help: "DNS queries received, by zone, query type and transport.",
+		}, []string{"zone", "qtype", "proto"}),
+		responses: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gslb", Subsystem: "dns", Name: "responses_total",
+			Help: "DNS responses sent, by zone, query type, response code and transport.",
+		}, []string{"zone", "qtype", "rcode", "proto"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "gslb", Subsystem: "dns", Name: "request_duration_seconds",
+			Help: "Time from a parsed query to its response being written, by transport.",
+			// Answers take microseconds; the upper buckets catch stalls.
+			Buckets: []float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05, 0.25},
+		}, []string{"proto"}),
+		panics: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "gslb", Subsystem: "dns", Name: "panics_total",
+			Help: "Queries whose handling panicked and were answered SERVFAIL.",
+		}),
+		malformed: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gslb", Subsystem: "dns", Name: "malformed_requests_total",
+			Help: "Packets that could not be parsed as a DNS query, by transport.",
+		}, []string{"proto"}),
+		tcpRefuse: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "gslb", Subsystem: "dns", Name: "tcp_connections_refused_total",
+			Help: "TCP connections closed at once because dns.tcp_max_connections were open.",
+		}),
+	}
+}
+
+// noZone labels queries outside every served zone.
+const noZone = "none"
+
+// qtypeLabel bounds the qtype label to types an operator may want to see;
+// every other type counts as "other".
+func qtypeLabel(t uint16) string {
+	switch t {
+	case dns.TypeA, dns.TypeAAAA, dns.TypeCNAME, dns.TypeTXT, dns.TypeMX, dns.TypeSRV,
+		dns.TypeCAA, dns.TypeNS, dns.TypeSOA, dns.TypeANY, dns.TypePTR, dns.TypeHTTPS,
+		dns.TypeSVCB, dns.TypeDS, dns.TypeDNSKEY, dns.TypeAXFR, dns.TypeIXFR, dns.TypeHINFO:
+		return dns.TypeToString[t]
+	}
+	return "other"
+}
+
+// rcodeLabel bounds the rcode label the same way.
+func rcodeLabel(rc int) string {
+	if s, ok := dns.RcodeToString[rc]; ok && rc <= dns.RcodeBadCookie {
+		return s
+	}
+	return "other"
+}

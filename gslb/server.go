@@ -1,0 +1,333 @@
+package gslb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Server answers DNS queries from the current Snapshot. It is a
+// dns.Handler; Listen binds it to sockets.
+type Server struct {
+	snap    atomic.Pointer[Snapshot]
+	metrics *Metrics
+	log     *slog.Logger
+	badLog  *sampledLog
+}
+
+// NewServer returns a Server serving snap.
+func NewServer(snap *Snapshot, m *Metrics, log *slog.Logger) *Server {
+	s := &Server{metrics: m, log: log, badLog: newSampledLog(log, time.Second)}
+	s.snap.Store(snap)
+	return s
+}
+
+// Swap replaces the snapshot every later query reads. Queries already in
+// flight finish with the one they loaded.
+func (s *Server) Swap(snap *Snapshot) { s.snap.Store(snap) }
+
+// Snapshot returns the snapshot queries currently read.
+func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
+
+// ServeDNS implements dns.Handler.
+func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	start := time.Now()
+	proto := "udp"
+	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		proto = "tcp"
+	}
+	zoneLabel, qtype := noZone, "other"
+	defer func() {
+		if p := recover(); p != nil {
+			s.metrics.panics.Inc()
+			s.log.Error("query handler panicked; answered SERVFAIL", "panic", fmt.Sprint(p))
+			m := new(dns.Msg)
+			m.SetRcode(r, dns.RcodeServerFailure)
+			m.RecursionAvailable = false
+			_ = w.WriteMsg(m)
+			s.metrics.responses.WithLabelValues(zoneLabel, qtype, rcodeLabel(dns.RcodeServerFailure), proto).Inc()
+		}
+	}()
+
+	snap := s.snap.Load()
+	m, zone := snap.Answer(r, proto == "tcp")
+	if zone != "" {
+		zoneLabel = zone
+	}
+	if len(r.Question) > 0 {
+		qtype = qtypeLabel(r.Question[0].Qtype)
+	}
+	s.metrics.requests.WithLabelValues(zoneLabel, qtype, proto).Inc()
+	if err := w.WriteMsg(m); err != nil {
+		s.badLog.log("writing DNS response failed", "proto", proto, "client", w.RemoteAddr().String(), "err", err)
+		return
+	}
+	s.metrics.responses.WithLabelValues(zoneLabel, qtype, rcodeLabel(m.Rcode), proto).Inc()
+	s.metrics.duration.WithLabelValues(proto).Observe(time.Since(start).Seconds())
+}
+
+// Answer computes the response to r as the snapshot stands, and the zone
+// it was answered from ("" when none). It is the whole answering logic,
+// free of sockets, so tests, fuzzing and explain run exactly what the
+// listener runs.
+func (s *Snapshot) Answer(r *dns.Msg, tcp bool) (*dns.Msg, string) {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	// SetReply keeps only the first question; an echo must carry none when
+	// the count was wrong, and RA is never set: gslbd does not recurse.
+	m.RecursionAvailable = false
+	m.Compress = true
+
+	reqOPT, optErr := requestOPT(r)
+	if reqOPT != nil {
+		m.Extra = append(m.Extra, s.responseOPT(reqOPT))
+	}
+	switch {
+	case optErr:
+		m.Rcode = dns.RcodeFormatError
+		return m, ""
+	case r.Opcode != dns.OpcodeQuery:
+		m.Question = nil
+		m.Rcode = dns.RcodeNotImplemented
+		return m, ""
+	case len(r.Question) != 1:
+		m.Question = nil
+		m.Rcode = dns.RcodeFormatError
+		return m, ""
+	case reqOPT != nil && reqOPT.Version() != 0:
+		// BADVERS lives in the OPT's extended rcode; miekg/dns splits it
+		// when packing.
+		m.Rcode = dns.RcodeBadVers
+		return m, ""
+	}
+
+	q := r.Question[0]
+	name := strings.ToLower(q.Name)
+	if q.Qclass == dns.ClassCHAOS {
+		s.answerChaos(m, name, q)
+		return m, ""
+	}
+	if q.Qclass != dns.ClassINET {
+		m.Rcode = dns.RcodeRefused
+		return m, ""
+	}
+	z := s.findZone(name)
+	if z == nil {
+		// Not ours: REFUSED, without AA and without a referral, so gslbd
+		// can never be used as an open resolver or reflector.
+		m.Rcode = dns.RcodeRefused
+		return m, ""
+	}
+	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
+		m.Rcode = dns.RcodeRefused
+		return m, z.origin
+	}
+	s.resolve(z, m, q.Name, name, q.Qtype)
+	if !tcp {
+		m.Truncate(s.clientUDPSize(reqOPT))
+	}
+	return m, z.origin
+}
+
+// requestOPT returns the query's OPT record; more than one is malformed
+// (RFC 6891 section 6.1.1).
+func requestOPT(r *dns.Msg) (*dns.OPT, bool) {
+	var opt *dns.OPT
+	for _, rr := range r.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			if opt != nil {
+				return opt, true
+			}
+			opt = o
+		}
+	}
+	return opt, false
+}
+
+// responseOPT answers the client's OPT: our own payload size, DO copied
+// back (RFC 3225), NSID when asked for and enabled; options we do not
+// know are ignored, as RFC 6891 requires.
+func (s *Snapshot) responseOPT(req *dns.OPT) *dns.OPT {
+	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+	o.SetUDPSize(s.udpSize)
+	if req.Do() {
+		o.SetDo()
+	}
+	if s.identity.nsid {
+		for _, opt := range req.Option {
+			if opt.Option() == dns.EDNS0NSID {
+				o.Option = append(o.Option, &dns.EDNS0_NSID{Code: dns.EDNS0NSID, Nsid: s.identity.nsidHex})
+				break
+			}
+		}
+	}
+	return o
+}
+
+// clientUDPSize is how large a UDP response may be: what the client
+// advertised, never less than 512 (RFC 6891 section 6.2.5) and never more
+// than dns.udp_size, which keeps answers below the fragmentation limit.
+func (s *Snapshot) clientUDPSize(opt *dns.OPT) int {
+	if opt == nil {
+		return dns.MinMsgSize
+	}
+	return int(max(dns.MinMsgSize, min(opt.UDPSize(), s.udpSize)))
+}
+
+// answerChaos serves the instance's identity on id.server and hostname.bind
+// (RFC 4892), so operators can tell which instance behind an anycast
+// address answered.
+func (s *Snapshot) answerChaos(m *dns.Msg, name string, q dns.Question) {
+	if !s.identity.chaos || (name != "id.server." && name != "hostname.bind.") {
+		m.Rcode = dns.RcodeRefused
+		return
+	}
+	m.Authoritative = true
+	if q.Qtype != dns.TypeTXT && q.Qtype != dns.TypeANY {
+		return
+	}
+	m.Answer = append(m.Answer, &dns.TXT{
+		Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassCHAOS, Ttl: 0},
+		Txt: []string{s.identity.id},
+	})
+}
+
+// ListenConfig carries the socket settings Listen needs.
+type ListenConfig struct {
+	Addrs             []netip.AddrPort
+	TCPIdleTimeout    time.Duration
+	TCPMaxConnections int
+}
+
+// Listeners are the bound DNS sockets, UDP and TCP for every address.
+type Listeners struct {
+	servers []*dns.Server
+	wg      sync.WaitGroup
+	errc    chan error
+}
+
+// Listen binds UDP and TCP on every address before serving any of them,
+// so a port already in use fails start-up instead of leaving half the
+// listeners running.
+func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
+	l := &Listeners{errc: make(chan error, 2*len(lc.Addrs))}
+	idle := lc.TCPIdleTimeout
+	for _, ap := range lc.Addrs {
+		pc, err := net.ListenPacket("udp", ap.String())
+		if err != nil {
+			l.close()
+			return nil, fmt.Errorf("dns: listening on udp %s: %w", ap, err)
+		}
+		ln, err := net.Listen("tcp", ap.String())
+		if err != nil {
+			pc.Close()
+			l.close()
+			return nil, fmt.Errorf("dns: listening on tcp %s: %w", ap, err)
+		}
+		ln = &limitListener{Listener: ln, sem: make(chan struct{}, lc.TCPMaxConnections), refused: s.metrics.tcpRefuse}
+		for _, srv := range []*dns.Server{
+			{PacketConn: pc, Net: "udp"},
+			{Listener: ln, Net: "tcp"},
+		} {
+			srv.Handler = s
+			// Read buffers large enough for any query a client may send
+			// with EDNS options; the default 512 would cut them.
+			srv.UDPSize = dns.MaxMsgSize
+			srv.IdleTimeout = func() time.Duration { return idle }
+			srv.ReadTimeout = 2 * time.Second
+			srv.WriteTimeout = 2 * time.Second
+			srv.MaxTCPQueries = -1
+			srv.MsgAcceptFunc = acceptQuery
+			proto := srv.Net
+			srv.MsgInvalidFunc = func(b []byte, err error) {
+				s.metrics.malformed.WithLabelValues(proto).Inc()
+				s.badLog.log("malformed DNS packet", "proto", proto, "bytes", len(b), "err", err)
+			}
+			l.servers = append(l.servers, srv)
+		}
+	}
+	return l, nil
+}
+
+// Serve runs every listener until Shutdown; it returns the first error a
+// listener fails with, or nil after Shutdown.
+func (l *Listeners) Serve() error {
+	for _, srv := range l.servers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			if err := srv.ActivateAndServe(); err != nil {
+				l.errc <- fmt.Errorf("dns: serving %s: %w", srv.Net, err)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case err := <-l.errc:
+		return err
+	case <-done:
+		return nil
+	}
+}
+
+// Addrs lists the bound addresses, UDP then TCP for each configured one;
+// with port 0 in the config they carry the ports the kernel chose.
+func (l *Listeners) Addrs() []net.Addr {
+	var out []net.Addr
+	for _, srv := range l.servers {
+		if srv.PacketConn != nil {
+			out = append(out, srv.PacketConn.LocalAddr())
+		} else {
+			out = append(out, srv.Listener.Addr())
+		}
+	}
+	return out
+}
+
+// Shutdown stops accepting queries and waits, up to ctx, for those in
+// flight to be answered.
+func (l *Listeners) Shutdown(ctx context.Context) error {
+	var errs []error
+	for _, srv := range l.servers {
+		if err := srv.ShutdownContext(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			// A server that never started has nothing to shut down.
+			if !strings.Contains(err.Error(), "not started") {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Listeners) close() {
+	for _, srv := range l.servers {
+		if srv.PacketConn != nil {
+			srv.PacketConn.Close()
+		}
+		if srv.Listener != nil {
+			srv.Listener.Close()
+		}
+	}
+}
+
+// acceptQuery replaces miekg/dns's default filter, which would answer some
+// malformed queries without the OPT record the client sent. Only responses
+// are dropped here (never answer a response: that is how loops and
+// reflection start); everything else reaches Answer, which applies RFC
+// rules with the whole message in hand.
+func acceptQuery(dh dns.Header) dns.MsgAcceptAction {
+	if dh.Bits&(1<<15) != 0 {
+		return dns.MsgIgnore
+	}
+	return dns.MsgAccept
+}

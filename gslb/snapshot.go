@@ -1,0 +1,245 @@
+package gslb
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/miekg/dns"
+
+	"github.com/gslbd/gslbd/gslb/config"
+)
+
+// Snapshot is everything a query needs, built once and never modified: a
+// reload builds a new one and swaps it in whole, so a query sees either the
+// old configuration or the new one, never a mix.
+type Snapshot struct {
+	zones       map[string]*zone // by lowercase origin
+	zoneOrigins []string         // for metric labels, sorted
+	datacenters []Datacenter
+	identity    identity
+	udpSize     uint16
+}
+
+// Datacenter is a site's answerable state as of this snapshot.
+type Datacenter struct {
+	ID     string
+	Region string
+	Up     bool
+	a      []netip.Addr
+	aaaa   []netip.Addr
+}
+
+type identity struct {
+	id      string
+	nsidHex string // NSID option payload, hex as miekg/dns wants it
+	nsid    bool
+	chaos   bool
+}
+
+type zone struct {
+	origin string
+	soa    *dns.SOA
+	// negTTL is the TTL of the SOA in negative answers: the lesser of the
+	// SOA's own TTL and its MINIMUM field (RFC 2308 section 5).
+	negTTL uint32
+	nodes  map[string]*node
+}
+
+// node is one owner name. A node with no records and no service is an
+// empty non-terminal: it exists (NODATA), it is not NXDOMAIN (RFC 8020).
+type node struct {
+	rrsets  map[uint16][]dns.RR
+	service *service
+}
+
+type service struct {
+	name        string
+	zone        string
+	policy      string
+	ttl         uint32
+	datacenters []int // indexes into Snapshot.datacenters
+}
+
+// NewSnapshot builds the serving state from a validated configuration.
+func NewSnapshot(cfg *config.Config) (*Snapshot, error) {
+	s := &Snapshot{
+		zones:   make(map[string]*zone, len(cfg.Zones)),
+		udpSize: cfg.DNS.UDPSize,
+		identity: identity{
+			id:      cfg.DNS.Identity.ID,
+			nsidHex: hex.EncodeToString([]byte(cfg.DNS.Identity.ID)),
+			nsid:    cfg.DNS.Identity.NSID,
+			chaos:   cfg.DNS.Identity.Chaos,
+		},
+	}
+	dcIndex := make(map[string]int, len(cfg.Datacenters))
+	for i, dc := range cfg.Datacenters {
+		d := Datacenter{ID: dc.ID, Region: dc.Region, Up: true}
+		for _, ep := range dc.Endpoints {
+			if ep.Address.Is4() {
+				d.a = append(d.a, ep.Address)
+			} else {
+				d.aaaa = append(d.aaaa, ep.Address)
+			}
+		}
+		s.datacenters = append(s.datacenters, d)
+		dcIndex[dc.ID] = i
+	}
+	for i := range cfg.Zones {
+		z, err := buildZone(&cfg.Zones[i], dcIndex)
+		if err != nil {
+			return nil, fmt.Errorf("%s: zones[%d]: %w", cfg.File, i, err)
+		}
+		s.zones[z.origin] = z
+		s.zoneOrigins = append(s.zoneOrigins, z.origin)
+	}
+	slices.Sort(s.zoneOrigins)
+	return s, nil
+}
+
+func buildZone(zc *config.Zone, dcIndex map[string]int) (*zone, error) {
+	z := &zone{origin: zc.Origin, nodes: map[string]*node{}}
+	z.soa = &dns.SOA{
+		Hdr:     dns.RR_Header{Name: zc.Origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: *zc.SOA.TTL},
+		Ns:      zc.SOA.MName,
+		Mbox:    zc.SOA.RName,
+		Serial:  zc.SOA.Serial,
+		Refresh: zc.SOA.Refresh,
+		Retry:   zc.SOA.Retry,
+		Expire:  zc.SOA.Expire,
+		Minttl:  zc.SOA.Minimum,
+	}
+	z.negTTL = min(z.soa.Hdr.Ttl, z.soa.Minttl)
+	z.add(z.soa)
+	for _, ns := range zc.NS {
+		z.add(&dns.NS{Hdr: dns.RR_Header{Name: zc.Origin, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: *zc.TTL}, Ns: ns.Name})
+		for _, a := range ns.Addresses {
+			z.add(addrRR(ns.Name, a, *zc.TTL))
+		}
+	}
+	for i := range zc.Records {
+		z.add(dns.Copy(zc.Records[i].RR()))
+	}
+	for i := range zc.Services {
+		sc := &zc.Services[i]
+		svc := &service{name: sc.Owner(), zone: zc.Origin, policy: sc.Policy, ttl: *sc.TTL}
+		for _, id := range sc.Datacenters {
+			svc.datacenters = append(svc.datacenters, dcIndex[id])
+		}
+		n := z.ensure(svc.name)
+		if len(n.rrsets) > 0 {
+			return nil, fmt.Errorf("service %s collides with static records", svc.name)
+		}
+		n.service = svc
+	}
+	if z.soa.Serial == 0 {
+		z.soa.Serial = z.contentSerial(zc)
+	}
+	return z, nil
+}
+
+// contentSerial derives the serial from what the zone serves, so every
+// instance given the same configuration serves the same serial without the
+// operator keeping one; no zone transfer depends on it increasing.
+func (z *zone) contentSerial(zc *config.Zone) uint32 {
+	var lines []string
+	for name, n := range z.nodes {
+		for _, set := range n.rrsets {
+			for _, rr := range set {
+				lines = append(lines, rr.String())
+			}
+		}
+		if n.service != nil {
+			lines = append(lines, fmt.Sprintf("service %s %s %d %v", name, n.service.policy, n.service.ttl, serviceDCs(zc, name)))
+		}
+	}
+	slices.Sort(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	serial := binary.BigEndian.Uint32(sum[:4])
+	if serial == 0 {
+		serial = 1
+	}
+	return serial
+}
+
+func serviceDCs(zc *config.Zone, owner string) []string {
+	for i := range zc.Services {
+		if zc.Services[i].Owner() == owner {
+			return zc.Services[i].Datacenters
+		}
+	}
+	return nil
+}
+
+func addrRR(name string, a netip.Addr, ttl uint32) dns.RR {
+	if a.Is4() {
+		return &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: a.AsSlice()}
+	}
+	return &dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl}, AAAA: a.AsSlice()}
+}
+
+// ensure returns the node for name, creating it and every empty
+// non-terminal between it and the origin.
+func (z *zone) ensure(name string) *node {
+	n, ok := z.nodes[name]
+	if !ok {
+		n = &node{rrsets: map[uint16][]dns.RR{}}
+		z.nodes[name] = n
+		for parent := name; parent != z.origin; {
+			off, end := dns.NextLabel(parent, 0)
+			if end {
+				break
+			}
+			parent = parent[off:]
+			if _, ok := z.nodes[parent]; ok {
+				break
+			}
+			z.nodes[parent] = &node{rrsets: map[uint16][]dns.RR{}}
+		}
+	}
+	return n
+}
+
+func (z *zone) add(rr dns.RR) {
+	h := rr.Header()
+	h.Name = strings.ToLower(h.Name)
+	n := z.ensure(h.Name)
+	for _, have := range n.rrsets[h.Rrtype] {
+		if dns.IsDuplicate(have, rr) {
+			return
+		}
+	}
+	n.rrsets[h.Rrtype] = append(n.rrsets[h.Rrtype], rr)
+}
+
+// Zones lists the origins served, sorted.
+func (s *Snapshot) Zones() []string { return s.zoneOrigins }
+
+// Serial returns the serial a zone serves, for status and tests.
+func (s *Snapshot) Serial(origin string) (uint32, bool) {
+	z, ok := s.zones[strings.ToLower(dns.Fqdn(origin))]
+	if !ok {
+		return 0, false
+	}
+	return z.soa.Serial, true
+}
+
+// findZone returns the most specific zone that contains name, which must be
+// lowercase and fully qualified.
+func (s *Snapshot) findZone(name string) *zone {
+	for off := 0; ; {
+		if z, ok := s.zones[name[off:]]; ok {
+			return z
+		}
+		var end bool
+		off, end = dns.NextLabel(name, off)
+		if end {
+			return nil
+		}
+	}
+}
