@@ -222,16 +222,10 @@ func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 	l := &Listeners{errc: make(chan error, 2*len(lc.Addrs))}
 	idle := lc.TCPIdleTimeout
 	for _, ap := range lc.Addrs {
-		pc, err := net.ListenPacket("udp", ap.String())
+		pc, ln, err := listenPair(ap)
 		if err != nil {
 			l.close()
-			return nil, fmt.Errorf("dns: listening on udp %s: %w", ap, err)
-		}
-		ln, err := net.Listen("tcp", ap.String())
-		if err != nil {
-			pc.Close()
-			l.close()
-			return nil, fmt.Errorf("dns: listening on tcp %s: %w", ap, err)
+			return nil, err
 		}
 		ln = &limitListener{Listener: ln, sem: make(chan struct{}, lc.TCPMaxConnections), refused: s.metrics.tcpRefuse}
 		for _, srv := range []*dns.Server{
@@ -256,6 +250,34 @@ func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 		}
 	}
 	return l, nil
+}
+
+// listenPair binds UDP and TCP on one address. With port 0 both get the
+// same kernel-chosen port, so a test or a second instance can ask for "any
+// free port" and still publish one address for both transports.
+func listenPair(ap netip.AddrPort) (net.PacketConn, net.Listener, error) {
+	const attempts = 8 // the UDP port may be taken; a fresh TCP port is tried
+	// tcp4/tcp6 rather than tcp: a wildcard [::] then binds IPv6 only, so
+	// 0.0.0.0:53 and [::]:53 can both be listed, as operators expect.
+	family := "4"
+	if ap.Addr().Is6() {
+		family = "6"
+	}
+	for i := 0; ; i++ {
+		ln, err := net.Listen("tcp"+family, ap.String())
+		if err != nil {
+			return nil, nil, fmt.Errorf("dns: listening on tcp %s: %w", ap, err)
+		}
+		udp := netip.AddrPortFrom(ap.Addr(), uint16(ln.Addr().(*net.TCPAddr).Port))
+		pc, err := net.ListenPacket("udp"+family, udp.String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		ln.Close()
+		if ap.Port() != 0 || i == attempts-1 {
+			return nil, nil, fmt.Errorf("dns: listening on udp %s: %w", udp, err)
+		}
+	}
 }
 
 // Serve runs every listener until Shutdown; it returns the first error a

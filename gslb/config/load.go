@@ -298,6 +298,9 @@ func decodeErrors(file string, err error) []*FieldError {
 			continue
 		}
 		path := keyPath(de.Name())
+		if path == reflect.TypeFor[Config]().String() {
+			path = "" // mapstructure names the root by its Go type (viper#1724)
+		}
 		inner := de.Unwrap()
 		var ute *mapstructure.UnconvertibleTypeError
 		var pe *mapstructure.ParseError
@@ -320,7 +323,7 @@ func decodeErrors(file string, err error) []*FieldError {
 		default:
 			msg := inner.Error()
 			if strings.HasPrefix(msg, "source data must be an array or slice") {
-				msg = "expected a list, got " + strings.TrimPrefix(msg, "source data must be an array or slice, got ")
+				msg = "expected a list such as [a, b], got " + strings.TrimPrefix(msg, "source data must be an array or slice, got ")
 			}
 			out = append(out, &FieldError{File: file, Path: path, Msg: msg})
 		}

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"slices"
@@ -159,10 +160,10 @@ func (c *Config) validateProcess(v *validator) {
 	}
 	if c.HTTP.TokenFile != "" {
 		c.HTTP.TokenFile = resolvePath(c.File, c.HTTP.TokenFile)
-		b, err := os.ReadFile(c.HTTP.TokenFile)
+		b, err := readSmallFile(c.HTTP.TokenFile, 4096)
 		switch {
 		case err != nil:
-			v.add("http.token_file", "cannot read %s: %v", c.HTTP.TokenFile, errors.Unwrap(err))
+			v.add("http.token_file", "cannot read %s: %v", c.HTTP.TokenFile, err)
 		case strings.TrimSpace(string(b)) == "":
 			v.add("http.token_file", "%s is empty; expected a bearer token", c.HTTP.TokenFile)
 		default:
@@ -242,6 +243,9 @@ func (c *Config) validateDatacenters(v *validator) map[string]int {
 }
 
 func (c *Config) validateZones(v *validator, dcs map[string]int) {
+	if len(c.Zones) == 0 {
+		v.add("zones", "expected at least one zone: gslbd answers only for the zones it is given")
+	}
 	origins := map[string]int{}
 	for i := range c.Zones {
 		z := &c.Zones[i]
@@ -460,3 +464,25 @@ func (r *Record) RR() dns.RR { return r.rr }
 
 // Owner is the service's absolute, lowercase name, valid after Load.
 func (s *Service) Owner() string { return s.owner }
+
+// readSmallFile reads a secret-sized regular file. A device or FIFO named
+// by mistake (/dev/zero, a pipe) would otherwise hang or exhaust memory
+// while the configuration loads.
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, errors.Unwrap(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file")
+	}
+	if st.Size() > limit {
+		return nil, fmt.Errorf("%d bytes, more than the %d a token may have", st.Size(), limit)
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
+}
