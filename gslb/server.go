@@ -41,11 +41,13 @@ func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
 // ServeDNS implements dns.Handler.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	start := time.Now()
-	proto := "udp"
+	key := seriesKey{zone: noZone, proto: "udp"}
 	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
-		proto = "tcp"
+		key.proto = "tcp"
 	}
-	zoneLabel, qtype := noZone, "other"
+	if len(r.Question) > 0 {
+		key.qtype = qtypeKey(r.Question[0].Qtype)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			s.metrics.panics.Inc()
@@ -54,25 +56,26 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			m.SetRcode(r, dns.RcodeServerFailure)
 			m.RecursionAvailable = false
 			_ = w.WriteMsg(m)
-			s.metrics.responses.WithLabelValues(zoneLabel, qtype, rcodeLabel(dns.RcodeServerFailure), proto).Inc()
+			key.rcode = dns.RcodeServerFailure
+			series := s.metrics.series(key)
+			series.requests.Inc()
+			series.responses.Inc()
 		}
 	}()
 
-	snap := s.snap.Load()
-	m, zone := snap.Answer(r, proto == "tcp")
+	m, zone := s.snap.Load().Answer(r, key.proto == "tcp")
 	if zone != "" {
-		zoneLabel = zone
+		key.zone = zone
 	}
-	if len(r.Question) > 0 {
-		qtype = qtypeLabel(r.Question[0].Qtype)
-	}
-	s.metrics.requests.WithLabelValues(zoneLabel, qtype, proto).Inc()
+	key.rcode = m.Rcode
+	series := s.metrics.series(key)
+	series.requests.Inc()
 	if err := w.WriteMsg(m); err != nil {
-		s.badLog.log("writing DNS response failed", "proto", proto, "client", w.RemoteAddr().String(), "err", err)
+		s.badLog.log("writing DNS response failed", "proto", key.proto, "client", w.RemoteAddr().String(), "err", err)
 		return
 	}
-	s.metrics.responses.WithLabelValues(zoneLabel, qtype, rcodeLabel(m.Rcode), proto).Inc()
-	s.metrics.duration.WithLabelValues(proto).Observe(time.Since(start).Seconds())
+	series.responses.Inc()
+	series.duration.Observe(time.Since(start).Seconds())
 }
 
 // Answer computes the response to r as the snapshot stands, and the zone

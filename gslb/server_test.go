@@ -366,3 +366,50 @@ func TestListeners(t *testing.T) {
 	}
 	_ = reg
 }
+
+// TestWildcardListenerSourceAddress: on 0.0.0.0 the reply must leave from
+// the address the query was sent to. The miekg/dns client uses a
+// connected UDP socket, which drops a reply from any other address, so an
+// answer received via 127.0.0.2 proves the source was 127.0.0.2.
+func TestWildcardListenerSourceAddress(t *testing.T) {
+	srv, _ := newTestServer(t, testSnapshot(t))
+	ln, err := srv.Listen(ListenConfig{
+		Addrs:             []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:0")},
+		TCPIdleTimeout:    time.Second,
+		TCPMaxConnections: 4,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- ln.Serve() }()
+	defer func() {
+		_ = ln.Shutdown(t.Context())
+		<-served
+	}()
+	port := ln.Addrs()[0].(*net.UDPAddr).Port
+	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+	for _, ip := range []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"} {
+		addr := net.JoinHostPort(ip, itoa(port))
+		r, _, err := c.Exchange(query("host.example.test.", dns.TypeA), addr)
+		if err != nil || len(r.Answer) != 1 {
+			t.Errorf("query to %s on a wildcard listener: got %v, %v; want the answer from %s", addr, r, err, ip)
+		}
+	}
+}
+
+func TestSampledLog(t *testing.T) {
+	var buf strings.Builder
+	l := newSampledLog(slog.New(slog.NewTextHandler(&buf, nil)), time.Hour)
+	for range 100 {
+		l.log("bad packet")
+	}
+	if n := strings.Count(buf.String(), "bad packet"); n != 1 {
+		t.Errorf("got %d log lines for 100 events in one interval, want 1", n)
+	}
+	l.next.Store(0) // the interval has passed
+	l.log("bad packet")
+	if !strings.Contains(buf.String(), "suppressed_since_last=99") {
+		t.Errorf("got %q, want the second line to report 99 suppressed", buf.String())
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gslbd/gslbd/gslb/admin"
+	"github.com/gslbd/gslbd/gslb/config"
 )
 
 // ctl talks to a running daemon over its HTTP listener.
@@ -33,8 +34,10 @@ func ctl(args []string, stdout, stderr io.Writer) int {
 	}
 	target, token, err := ctlTarget(*file, *addr, *tokenFile)
 	if err != nil {
-		fmt.Fprintf(stderr, "gslbd ctl reload: %v\n", err)
-		return exitUsage
+		// Most often the file was edited and is now invalid: the daemon
+		// would refuse it too, so say that, with the errors, as exit 1.
+		fmt.Fprintf(stderr, "gslbd ctl reload: not sent: %v\n", err)
+		return exitFail
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -77,7 +80,8 @@ func ctlTarget(file, addr, tokenFile string) (string, string, error) {
 		cf.file = file
 		cfg, err := cf.load()
 		if err != nil {
-			return "", "", fmt.Errorf("reading %s: %w", file, err)
+			return "", "", fmt.Errorf("%s does not load, so the daemon would refuse it as well "+
+				"(pass --addr and --token-file to send the reload anyway):\n%s", file, strings.TrimSpace(joinLines(config.Errors(err))))
 		}
 		if addr == "" {
 			addr = cfg.HTTP.Listen.String()

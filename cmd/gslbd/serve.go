@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"reflect"
 	"runtime"
 	"sync"
 	"syscall"
@@ -132,7 +131,11 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, std
 	if err != nil {
 		return nil, err
 	}
-	d.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen.String())
+	network := "tcp4" // one family per socket, as for DNS: 0.0.0.0 must not also mean [::]
+	if cfg.HTTP.Listen.Addr().Is6() {
+		network = "tcp6"
+	}
+	d.httpLn, err = net.Listen(network, cfg.HTTP.Listen.String())
 	if err != nil {
 		_ = d.listen.Shutdown(context.Background())
 		return nil, fmt.Errorf("http: listening on %s: %w", cfg.HTTP.Listen, err)
@@ -212,8 +215,10 @@ func (d *daemon) reload(_ context.Context) error {
 	eventID, _ := d.ids.Next()
 	start := time.Now()
 	cfg, err := config.Load(d.cfg.File, d.opts)
+	var pending []string
 	var snap *gslb.Snapshot
 	if err == nil {
+		pending = cfg.KeepRestartOnly(d.cfg)
 		snap, err = gslb.NewSnapshot(cfg)
 	}
 	if err != nil {
@@ -228,13 +233,13 @@ func (d *daemon) reload(_ context.Context) error {
 			"event_id", eventID, "file", d.cfg.File, "errors", lines)
 		return err
 	}
-	if pending := restartKeys(d.cfg, cfg); len(pending) > 0 {
+	if len(pending) > 0 {
 		d.log.Warn("configuration keys changed that only a restart applies; they keep their running values",
 			"event_id", eventID, "keys", pending)
 	}
 	d.dns.Swap(snap)
 	d.level.Set(parseLevel(cfg.Log.Level))
-	d.admin.SetToken(cfg.HTTP.Token, d.cfg.HTTP.AllowUnauthenticatedLoopback)
+	d.admin.SetToken(cfg.HTTP.Token, cfg.HTTP.AllowUnauthenticatedLoopback)
 	d.cfg = cfg
 	d.reloads.WithLabelValues("success").Inc()
 	d.lastReloadOK.Set(1)
@@ -242,26 +247,6 @@ func (d *daemon) reload(_ context.Context) error {
 	d.log.Info("configuration reloaded", "event_id", eventID, "file", cfg.File,
 		"zones", snap.Zones(), "took", time.Since(start).String())
 	return nil
-}
-
-// restartKeys names the changed settings that are bound at start-up:
-// sockets, the instance's identity and the ID generator.
-func restartKeys(old, cur *config.Config) []string {
-	var out []string
-	check := func(key string, a, b any) {
-		if !reflect.DeepEqual(a, b) {
-			out = append(out, key)
-		}
-	}
-	check("instance", old.Instance, cur.Instance)
-	check("dns.listen", old.DNS.Listen, cur.DNS.Listen)
-	check("dns.tcp_idle_timeout", old.DNS.TCPIdleTimeout, cur.DNS.TCPIdleTimeout)
-	check("dns.tcp_max_connections", old.DNS.TCPMaxConnections, cur.DNS.TCPMaxConnections)
-	check("http.listen", old.HTTP.Listen, cur.HTTP.Listen)
-	check("http.allow_unauthenticated_loopback", old.HTTP.AllowUnauthenticatedLoopback, cur.HTTP.AllowUnauthenticatedLoopback)
-	check("log.format", old.Log.Format, cur.Log.Format)
-	check("idgen", old.IDGen, cur.IDGen)
-	return out
 }
 
 func parseLevel(s string) slog.Level {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -133,11 +132,7 @@ func (h *Handler) reload(w http.ResponseWriter, r *http.Request) {
 	for _, e := range unjoin(err) {
 		res.Errors = append(res.Errors, e.Error())
 	}
-	code := http.StatusUnprocessableEntity
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		code = http.StatusServiceUnavailable
-	}
-	writeJSON(w, code, res)
+	writeJSON(w, http.StatusUnprocessableEntity, res)
 }
 
 func unjoin(err error) []error {

@@ -1,9 +1,10 @@
 package config
 
 import (
-	"github.com/miekg/dns"
 	"net/netip"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Config is the whole daemon configuration after decoding, defaults and
@@ -22,6 +23,8 @@ type Config struct {
 	Zones       []Zone       `mapstructure:"zones"`
 
 	sources map[string]string
+	// identityDerived: dns.identity.id was not set and took instance.name.
+	identityDerived bool
 }
 
 // Instance identifies this gslbd process within the fleet.

@@ -230,3 +230,34 @@ func FuzzLoadConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestKeepRestartOnly(t *testing.T) {
+	base, _ := os.ReadFile("testdata/good/minimal.yaml")
+	running, err := Parse("x.yaml", append(base, []byte("instance: {name: old}\nhttp: {listen: 0.0.0.0:9053}\n")...), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := append(base, []byte("instance: {name: new}\nhttp: {listen: 127.0.0.1:9053, allow_unauthenticated_loopback: true}\nlog: {level: debug}\n")...)
+	for round := range 2 {
+		next, err := Parse("x.yaml", edited, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := next.KeepRestartOnly(running)
+		slices.Sort(changed)
+		want := []string{"http.allow_unauthenticated_loopback", "http.listen", "instance"}
+		if !slices.Equal(changed, want) {
+			t.Errorf("round %d: changed keys: got %v, want %v", round, changed, want)
+		}
+		if next.HTTP.AllowUnauthenticatedLoopback || next.HTTP.Listen.String() != "0.0.0.0:9053" {
+			t.Errorf("round %d: got http %+v, want the running listener without the loopback exception", round, next.HTTP)
+		}
+		if next.Instance.Name != "old" || next.DNS.Identity.ID != "old" {
+			t.Errorf("round %d: got name %q identity %q, want both old", round, next.Instance.Name, next.DNS.Identity.ID)
+		}
+		if next.Log.Level != "debug" {
+			t.Errorf("round %d: log.level: got %q, want debug (reloadable)", round, next.Log.Level)
+		}
+		running = next // what the daemon does after a successful reload
+	}
+}

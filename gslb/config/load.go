@@ -100,7 +100,13 @@ func Parse(file string, data []byte, opts Options) (*Config, error) {
 		}
 	}
 	if err := applyOverrides(&cfg, opts); err != nil {
-		errs = append(errs, Errors(err)...)
+		for _, e := range Errors(err) {
+			var fe *FieldError
+			if errors.As(e, &fe) && fe.Path != "" {
+				decodeFailed[fe.Path] = true
+			}
+			errs = append(errs, e)
+		}
 	}
 	cfg.applyDefaults()
 	for _, e := range Errors(cfg.validate()) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -39,6 +40,7 @@ func (c *Config) applyDefaults() {
 	}
 	if c.DNS.Identity.ID == "" {
 		c.DNS.Identity.ID = c.Instance.Name
+		c.identityDerived = true
 	}
 	for i := range c.Datacenters {
 		dc := &c.Datacenters[i]
@@ -104,7 +106,8 @@ type validator struct {
 
 func (v *validator) add(path, format string, args ...any) {
 	file := v.file
-	if src, ok := v.sources[path]; ok {
+	key, _, _ := strings.Cut(path, "[") // dns.listen[1] was set as dns.listen
+	if src, ok := v.sources[key]; ok {
 		file = src
 	}
 	v.errs = append(v.errs, &FieldError{File: file, Path: path, Msg: fmt.Sprintf(format, args...)})
@@ -383,7 +386,8 @@ func (z *Zone) validate(v *validator, p string, dcs map[string]int) {
 		}
 		owners[owner] = append(owners[owner], ownerUse{path: rp, cname: r.Type == "CNAME"})
 	}
-	for owner, uses := range owners {
+	for _, owner := range slices.Sorted(maps.Keys(owners)) {
+		uses := owners[owner]
 		var cname, other bool
 		for _, u := range uses {
 			cname = cname || u.cname

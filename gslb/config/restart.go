@@ -1,0 +1,44 @@
+package config
+
+import "reflect"
+
+// restartOnly lists the settings bound at start-up: sockets, the
+// instance's identity, the ID generator and the log handler. A reload
+// reports a change to them and keeps the running values.
+var restartOnly = []struct {
+	key string
+	get func(*Config) any
+	set func(dst, src *Config)
+}{
+	{"instance", func(c *Config) any { return c.Instance }, func(d, s *Config) { d.Instance = s.Instance }},
+	{"dns.listen", func(c *Config) any { return c.DNS.Listen }, func(d, s *Config) { d.DNS.Listen = s.DNS.Listen }},
+	{"dns.tcp_idle_timeout", func(c *Config) any { return c.DNS.TCPIdleTimeout }, func(d, s *Config) { d.DNS.TCPIdleTimeout = s.DNS.TCPIdleTimeout }},
+	{"dns.tcp_max_connections", func(c *Config) any { return c.DNS.TCPMaxConnections }, func(d, s *Config) { d.DNS.TCPMaxConnections = s.DNS.TCPMaxConnections }},
+	{"http.listen", func(c *Config) any { return c.HTTP.Listen }, func(d, s *Config) { d.HTTP.Listen = s.HTTP.Listen }},
+	{"http.allow_unauthenticated_loopback", func(c *Config) any { return c.HTTP.AllowUnauthenticatedLoopback }, func(d, s *Config) {
+		d.HTTP.AllowUnauthenticatedLoopback = s.HTTP.AllowUnauthenticatedLoopback
+	}},
+	{"log.format", func(c *Config) any { return c.Log.Format }, func(d, s *Config) { d.Log.Format = s.Log.Format }},
+	{"idgen", func(c *Config) any { return c.IDGen }, func(d, s *Config) { d.IDGen = s.IDGen }},
+}
+
+// KeepRestartOnly makes c, a configuration loaded for a reload, carry the
+// running values of every restart-only key, and returns the keys whose
+// values in the file differ from the running ones. Without this a changed
+// key would be ignored at the first reload and silently applied at the
+// next, when the running copy already held the new value.
+func (c *Config) KeepRestartOnly(running *Config) []string {
+	var changed []string
+	for _, k := range restartOnly {
+		if !reflect.DeepEqual(k.get(c), k.get(running)) {
+			changed = append(changed, k.key)
+			k.set(c, running)
+		}
+	}
+	// An identity derived from instance.name follows the running name,
+	// which is what NSID and id.server must keep reporting.
+	if c.identityDerived {
+		c.DNS.Identity.ID = running.Instance.Name
+	}
+	return changed
+}
