@@ -11,9 +11,10 @@ import (
 // take over from where the answer stops.
 const maxCNAMEChain = 8
 
-// resolve fills m's sections for a query inside z. qname keeps the
+// resolve fills m's sections for a query inside z and returns the ECS
+// scope the answer depended on (0 for static data). qname keeps the
 // client's case for the owner names it echoes; name is its lowercase form.
-func (s *Snapshot) resolve(z *zone, m *dns.Msg, qname, name string, qtype uint16) {
+func (s *Snapshot) resolve(z *zone, m *dns.Msg, qname, name string, qtype uint16, q *request) int {
 	m.Authoritative = true
 	owner := qname
 	visited := [maxCNAMEChain]string{}
@@ -24,44 +25,43 @@ func (s *Snapshot) resolve(z *zone, m *dns.Msg, qname, name string, qtype uint16
 			// chain (RFC 6604), and chasing only continues inside the zone.
 			m.Rcode = dns.RcodeNameError
 			m.Ns = append(m.Ns, z.negativeSOA(z.negTTL))
-			return
+			return 0
 		}
 		if n.service != nil {
-			s.answerService(z, m, n.service, owner, qtype)
-			return
+			return s.answerService(z, m, n.service, owner, qtype, q)
 		}
 		if qtype == dns.TypeANY {
 			if len(n.rrsets) == 0 {
 				m.Ns = append(m.Ns, z.negativeSOA(z.negTTL))
-				return
+				return 0
 			}
 			// RFC 8482: one small, honest answer instead of everything.
 			m.Answer = append(m.Answer, &dns.HINFO{
 				Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: z.negTTL},
 				Cpu: "RFC8482",
 			})
-			return
+			return 0
 		}
 		if set := n.rrsets[qtype]; len(set) > 0 {
 			m.Answer = appendOwned(m.Answer, set, owner)
 			s.addAdditional(z, m, set)
-			return
+			return 0
 		}
 		cname := n.rrsets[dns.TypeCNAME]
 		if len(cname) == 0 {
 			// NODATA, also for an empty non-terminal (RFC 8020 section 2).
 			m.Ns = append(m.Ns, z.negativeSOA(z.negTTL))
-			return
+			return 0
 		}
 		m.Answer = appendOwned(m.Answer, cname, owner)
 		target := strings.ToLower(cname[0].(*dns.CNAME).Target)
 		if !z.InZone(target) || hop+1 >= maxCNAMEChain {
-			return
+			return 0
 		}
 		visited[hop] = name
 		for _, seen := range visited[:hop+1] {
 			if seen == target {
-				return // a loop: what was answered so far is all there is
+				return 0 // a loop: what was answered so far is all there is
 			}
 		}
 		name, owner = target, target
@@ -132,10 +132,11 @@ func (s *Snapshot) addAdditional(z *zone, m *dns.Msg, set []dns.RR) {
 	}
 }
 
-// answerService answers A and AAAA from the service's datacenters. Other
-// types are NODATA with the service's TTL on the SOA, so that a negative
-// answer is not cached for longer than a positive one would be.
-func (s *Snapshot) answerService(z *zone, m *dns.Msg, svc *service, owner string, qtype uint16) {
+// answerService answers A and AAAA from the datacenters the service's
+// policy picks. Other types are NODATA with the service's TTL on the SOA,
+// so that a negative answer is not cached for longer than a positive one
+// would be.
+func (s *Snapshot) answerService(z *zone, m *dns.Msg, svc *service, owner string, qtype uint16, q *request) int {
 	ttl := svc.ttl
 	switch qtype {
 	case dns.TypeA, dns.TypeAAAA:
@@ -143,14 +144,16 @@ func (s *Snapshot) answerService(z *zone, m *dns.Msg, svc *service, owner string
 		qtype = dns.TypeA
 	default:
 		m.Ns = append(m.Ns, z.negativeSOA(min(ttl, z.negTTL)))
-		return
+		return 0
 	}
+	if q.trace != nil {
+		q.trace.Service, q.trace.Policy = svc.name, svc.policy.Name()
+	}
+	var buf [16]int
+	picked, scope := svc.policy.Select(s, svc, q, buf[:0])
 	before := len(m.Answer)
-	for _, i := range svc.datacenters {
+	for _, i := range picked {
 		dc := &s.datacenters[i]
-		if !dc.Up {
-			continue
-		}
 		addrs := dc.a
 		if qtype == dns.TypeAAAA {
 			addrs = dc.aaaa
@@ -158,10 +161,14 @@ func (s *Snapshot) answerService(z *zone, m *dns.Msg, svc *service, owner string
 		for _, a := range addrs {
 			m.Answer = append(m.Answer, addrRR(owner, a, ttl))
 		}
+		if q.trace != nil {
+			q.trace.Winners = append(q.trace.Winners, dc.ID)
+		}
 	}
 	if len(m.Answer) == before {
 		m.Ns = append(m.Ns, z.negativeSOA(min(ttl, z.negTTL)))
 	}
+	return scope
 }
 
 // InZone reports whether name lies at or below the zone's origin.

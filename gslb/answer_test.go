@@ -1,6 +1,7 @@
 package gslb
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ func testSnapshot(tb testing.TB) *Snapshot {
 	if err != nil {
 		tb.Fatalf("loading testdata/zone.yaml: %v", err)
 	}
-	s, err := NewSnapshot(cfg)
+	s, err := NewSnapshot(cfg, nil)
 	if err != nil {
 		tb.Fatalf("building snapshot: %v", err)
 	}
@@ -152,7 +153,7 @@ func TestAnswer(t *testing.T) {
 			req := new(dns.Msg)
 			req.SetQuestion(tc.qname, tc.qtype)
 			req.RecursionDesired = true
-			resp, _ := s.Answer(req, false)
+			resp, _ := s.Answer(req, testClient, false)
 			checkResponse(t, req, resp, tc)
 		})
 	}
@@ -189,3 +190,7 @@ func checkResponse(t *testing.T, req, resp *dns.Msg, tc answerCase) {
 		}
 	}
 }
+
+// testClient is the source address of test queries: a global address, so
+// that it is located like a real client's.
+var testClient = netip.MustParseAddr("198.51.100.99")

@@ -36,7 +36,7 @@ func BenchmarkAnswer(b *testing.B) {
 	req := query("www.example.test.", dns.TypeA, withEDNS(1232, false))
 	b.ReportAllocs()
 	for b.Loop() {
-		s.Answer(req, false)
+		s.Answer(req, testClient, false)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/gslbd/gslbd/gslb/geo"
 )
 
 // Server answers DNS queries from the current Snapshot. It is a
@@ -63,7 +65,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 	}()
 
-	m, zone := s.snap.Load().Answer(r, key.proto == "tcp")
+	m, zone := s.snap.Load().Answer(r, addrOf(w.RemoteAddr()), key.proto == "tcp")
 	if zone != "" {
 		key.zone = zone
 	}
@@ -78,11 +80,28 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	series.duration.Observe(time.Since(start).Seconds())
 }
 
-// Answer computes the response to r as the snapshot stands, and the zone
+// Answer computes the response to r from a client at src, and the zone
 // it was answered from ("" when none). It is the whole answering logic,
 // free of sockets, so tests, fuzzing and explain run exactly what the
 // listener runs.
-func (s *Snapshot) Answer(r *dns.Msg, tcp bool) (*dns.Msg, string) {
+func (s *Snapshot) Answer(r *dns.Msg, src netip.Addr, tcp bool) (*dns.Msg, string) {
+	return s.answer(r, src, tcp, nil)
+}
+
+// Explain answers r as Answer does and reports how the answer was decided.
+func (s *Snapshot) Explain(r *dns.Msg, src netip.Addr) (*dns.Msg, *Trace) {
+	tr := &Trace{}
+	m, zone := s.answer(r, src, false, tr)
+	tr.Zone = zone
+	tr.Rcode = dns.RcodeToString[m.Rcode]
+	tr.Answer = []string{}
+	for _, rr := range m.Answer {
+		tr.Answer = append(tr.Answer, rr.String())
+	}
+	return m, tr
+}
+
+func (s *Snapshot) answer(r *dns.Msg, src netip.Addr, tcp bool, tr *Trace) (*dns.Msg, string) {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	// SetReply keeps only the first question; an echo must carry none when
@@ -91,11 +110,14 @@ func (s *Snapshot) Answer(r *dns.Msg, tcp bool) (*dns.Msg, string) {
 	m.Compress = true
 
 	reqOPT, optErr := requestOPT(r)
+	var respOPT *dns.OPT
 	if reqOPT != nil {
-		m.Extra = append(m.Extra, s.responseOPT(reqOPT))
+		respOPT = s.responseOPT(reqOPT)
+		m.Extra = append(m.Extra, respOPT)
 	}
+	ecs, ecsAddr, ecsUsable, ecsOK := clientSubnet(reqOPT)
 	switch {
-	case optErr:
+	case optErr || !ecsOK:
 		m.Rcode = dns.RcodeFormatError
 		return m, ""
 	case r.Opcode != dns.OpcodeQuery:
@@ -134,11 +156,44 @@ func (s *Snapshot) Answer(r *dns.Msg, tcp bool) (*dns.Msg, string) {
 		m.Rcode = dns.RcodeRefused
 		return m, z.origin
 	}
-	s.resolve(z, m, q.Name, name, q.Qtype)
+	cq := request{client: src, snap: s, trace: tr}
+	if ecsUsable {
+		cq.client = ecsAddr
+	}
+	cq.key = geoKey(cq.client)
+	if tr != nil {
+		tr.Name, tr.QType = q.Name, dns.TypeToString[q.Qtype]
+		tr.Client, tr.Located, tr.ClientPrefix, tr.ClientSource = src, cq.client, cq.key, "source"
+		if ecs != nil {
+			tr.ECS = fmt.Sprintf("%s/%d", ecs.Address, ecs.SourceNetmask)
+		}
+		if ecsUsable {
+			tr.ClientSource = "ecs"
+		}
+	}
+	scope := s.resolve(z, m, q.Name, name, q.Qtype, &cq)
+	if ecs != nil {
+		// Scope 0 when the option was not used: the answer is then the
+		// same for every client behind this resolver.
+		if !ecsUsable {
+			scope = 0
+		}
+		respOPT.Option = append(respOPT.Option, echoSubnet(ecs, scope))
+		if tr != nil {
+			tr.ECSScope = &scope
+		}
+	}
 	if !tcp {
 		m.Truncate(s.clientUDPSize(reqOPT))
 	}
 	return m, z.origin
+}
+
+func geoKey(a netip.Addr) netip.Prefix {
+	if !a.IsValid() {
+		return netip.Prefix{}
+	}
+	return geo.KeyPrefix(a)
 }
 
 // requestOPT returns the query's OPT record; more than one is malformed
@@ -355,4 +410,26 @@ func acceptQuery(dh dns.Header) dns.MsgAcceptAction {
 		return dns.MsgIgnore
 	}
 	return dns.MsgAccept
+}
+
+// ExplainQuery is explain's entry point: it asks name/qtype as a resolver
+// serving client would, with the client's /24 or /56 in ECS unless
+// noECS, and returns the decision. The query runs through Answer's code.
+func (s *Snapshot) ExplainQuery(name string, qtype uint16, client netip.Addr, noECS bool) *Trace {
+	r := new(dns.Msg)
+	r.SetQuestion(dns.Fqdn(name), qtype)
+	r.SetEdns0(dns.DefaultMsgSize, false)
+	client = client.Unmap()
+	if !noECS {
+		p := geo.KeyPrefix(client)
+		family := uint16(1)
+		if client.Is6() {
+			family = 2
+		}
+		opt := r.IsEdns0()
+		opt.Option = append(opt.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: family,
+			SourceNetmask: uint8(p.Bits()), Address: p.Addr().AsSlice()})
+	}
+	_, tr := s.Explain(r, client)
+	return tr
 }

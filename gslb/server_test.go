@@ -154,7 +154,7 @@ func TestAnswerProtocol(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, _ := s.Answer(tc.req, tc.tcp)
+			resp, _ := s.Answer(tc.req, testClient, tc.tcp)
 			if resp.Id != tc.req.Id || !resp.Response || resp.RecursionAvailable {
 				t.Errorf("got id %d QR %t RA %t, want id %d QR true RA false", resp.Id, resp.Response, resp.RecursionAvailable, tc.req.Id)
 			}
@@ -170,11 +170,11 @@ func TestAnswerProtocol(t *testing.T) {
 func TestIdentityOff(t *testing.T) {
 	s := testSnapshot(t)
 	s.identity.nsid, s.identity.chaos = false, false
-	r, _ := s.Answer(query("id.server.", dns.TypeTXT, func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS }), false)
+	r, _ := s.Answer(query("id.server.", dns.TypeTXT, func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS }), testClient, false)
 	if r.Rcode != dns.RcodeRefused {
 		t.Errorf("CH TXT with chaos off: got %s, want REFUSED", dns.RcodeToString[r.Rcode])
 	}
-	r, _ = s.Answer(query("host.example.test.", dns.TypeA, withEDNS(1232, false, &dns.EDNS0_NSID{Code: dns.EDNS0NSID})), false)
+	r, _ = s.Answer(query("host.example.test.", dns.TypeA, withEDNS(1232, false, &dns.EDNS0_NSID{Code: dns.EDNS0NSID})), testClient, false)
 	if o := r.IsEdns0(); o == nil || len(o.Option) != 0 {
 		t.Errorf("NSID off: got OPT %v, want one without options", o)
 	}

@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/gslbd/gslbd/gslb/config"
+	"github.com/gslbd/gslbd/gslb/geo"
 )
 
 // Snapshot is everything a query needs, built once and never modified: a
@@ -23,15 +25,23 @@ type Snapshot struct {
 	datacenters []Datacenter
 	identity    identity
 	udpSize     uint16
+	locator     *geo.Locator // nil: every client is at defaultLoc
+	defaultLoc  geo.Location
 }
 
 // Datacenter is a site's answerable state as of this snapshot.
 type Datacenter struct {
-	ID     string
-	Region string
-	Up     bool
-	a      []netip.Addr
-	aaaa   []netip.Addr
+	ID        string
+	Region    string
+	Up        bool
+	Capacity  float64
+	Load      float64 // in the unit of Capacity
+	LatencyMS float64 // the datacenter's own service latency
+	a         []netip.Addr
+	aaaa      []netip.Addr
+	point     point // where it is, for the distance term
+	hasCoords bool
+	hash      uint64 // of ID, for rendezvous hashing
 }
 
 type identity struct {
@@ -60,16 +70,20 @@ type node struct {
 type service struct {
 	name        string
 	zone        string
-	policy      string
+	policy      Policy
 	ttl         uint32
 	datacenters []int // indexes into Snapshot.datacenters
 }
 
-// NewSnapshot builds the serving state from a validated configuration.
-func NewSnapshot(cfg *config.Config) (*Snapshot, error) {
+// NewSnapshot builds the serving state from a validated configuration;
+// locator may be nil, which places every client at the default location.
+func NewSnapshot(cfg *config.Config, locator *geo.Locator) (*Snapshot, error) {
+	dl := cfg.GeoIP.DefaultLocation
 	s := &Snapshot{
-		zones:   make(map[string]*zone, len(cfg.Zones)),
-		udpSize: cfg.DNS.UDPSize,
+		locator:    locator,
+		defaultLoc: geo.Location{Lat: dl.Lat, Lon: dl.Lon, Country: dl.Country, Continent: dl.Continent, Subdivision: dl.Subdivision},
+		zones:      make(map[string]*zone, len(cfg.Zones)),
+		udpSize:    cfg.DNS.UDPSize,
 		identity: identity{
 			id:      cfg.DNS.Identity.ID,
 			nsidHex: hex.EncodeToString([]byte(cfg.DNS.Identity.ID)),
@@ -79,7 +93,15 @@ func NewSnapshot(cfg *config.Config) (*Snapshot, error) {
 	}
 	dcIndex := make(map[string]int, len(cfg.Datacenters))
 	for i, dc := range cfg.Datacenters {
-		d := Datacenter{ID: dc.ID, Region: dc.Region, Up: true}
+		d := Datacenter{
+			ID: dc.ID, Region: dc.Region, Up: true,
+			Capacity: dc.Capacity, Load: dc.Load, LatencyMS: float64(dc.Latency) / float64(time.Millisecond),
+			hash: stringHash(dc.ID),
+		}
+		if dc.Lat != nil && dc.Lon != nil {
+			d.hasCoords = true
+			d.point = pointAt(*dc.Lat, *dc.Lon)
+		}
 		for _, ep := range dc.Endpoints {
 			if ep.Address.Is4() {
 				d.a = append(d.a, ep.Address)
@@ -127,7 +149,7 @@ func buildZone(zc *config.Zone, dcIndex map[string]int) (*zone, error) {
 	}
 	for i := range zc.Services {
 		sc := &zc.Services[i]
-		svc := &service{name: sc.Owner(), zone: zc.Origin, policy: sc.Policy, ttl: *sc.TTL}
+		svc := &service{name: sc.Owner(), zone: zc.Origin, policy: newPolicy(sc), ttl: *sc.TTL}
 		for _, id := range sc.Datacenters {
 			svc.datacenters = append(svc.datacenters, dcIndex[id])
 		}
@@ -155,7 +177,7 @@ func (z *zone) contentSerial(zc *config.Zone) uint32 {
 			}
 		}
 		if n.service != nil {
-			lines = append(lines, fmt.Sprintf("service %s %s %d %v", name, n.service.policy, n.service.ttl, serviceDCs(zc, name)))
+			lines = append(lines, fmt.Sprintf("service %s %s %d %v", name, n.service.policy.Name(), n.service.ttl, serviceDCs(zc, name)))
 		}
 	}
 	slices.Sort(lines)
@@ -216,6 +238,27 @@ func (z *zone) add(rr dns.RR) {
 	}
 	n.rrsets[h.Rrtype] = append(n.rrsets[h.Rrtype], rr)
 }
+
+func newPolicy(sc *config.Service) Policy {
+	switch sc.Policy {
+	case "score":
+		return &scorePolicy{weights: *sc.Weights, distanceScaleKM: sc.DistanceScaleKM, latencyScaleMS: sc.LatencyScaleMS, slack: *sc.Slack}
+	default:
+		return allPolicy{}
+	}
+}
+
+// locate places a client, at the default location when there is no
+// database to ask.
+func (s *Snapshot) locate(a netip.Addr) geo.Location {
+	if s.locator == nil {
+		return s.defaultLoc
+	}
+	return s.locator.Locate(a)
+}
+
+// Locator returns the GeoIP locator the snapshot reads, if any.
+func (s *Snapshot) Locator() *geo.Locator { return s.locator }
 
 // Zones lists the origins served, sorted.
 func (s *Snapshot) Zones() []string { return s.zoneOrigins }

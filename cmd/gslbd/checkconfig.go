@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/gslbd/gslbd/gslb"
 	"github.com/gslbd/gslbd/gslb/config"
 )
 
@@ -18,7 +17,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		// Building the snapshot is part of the check: what passes here is
 		// exactly what serve and reload would accept.
-		_, err = gslb.NewSnapshot(cfg)
+		_, err = offlineSnapshot(cfg)
 	}
 	if err != nil {
 		fmt.Fprint(stderr, joinLines(config.Errors(err)))

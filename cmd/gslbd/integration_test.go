@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,7 +157,7 @@ func TestServeDemo(t *testing.T) {
 		if r.Rcode != dns.RcodeSuccess || !r.Authoritative || len(r.Answer) != 1 {
 			t.Errorf("%s SOA: got %s AA %t %d answers, want an authoritative SOA", proto, dns.RcodeToString[r.Rcode], r.Authoritative, len(r.Answer))
 		}
-		r = d.exchange(t, proto, "www.gslb.example.", dns.TypeA)
+		r = d.exchange(t, proto, "all.gslb.example.", dns.TypeA)
 		if len(r.Answer) != 3 {
 			t.Errorf("%s www A: got %v, want the 3 datacenters' IPv4 endpoints", proto, r.Answer)
 		}
@@ -229,7 +230,9 @@ func TestDig(t *testing.T) {
 		want string
 	}{
 		{[]string{"gslb.example", "SOA", "+norec"}, "flags: qr aa;"},
-		{[]string{"WWW.gslb.example", "A", "+tcp"}, "WWW.gslb.example.\t30\tIN\tA\t192.0.2.10"},
+		{[]string{"WWW.gslb.example", "A", "+tcp", "+subnet=216.160.83.0/24"}, "WWW.gslb.example.\t30\tIN\tA\t192.0.2.10"},
+		{[]string{"www.gslb.example", "A", "+subnet=89.160.20.0/24"}, "CLIENT-SUBNET: 89.160.20.0/24/24"},
+		{[]string{"www.gslb.example", "A", "+subnet=175.16.199.0/24"}, "www.gslb.example.\t30\tIN\tA\t203.0.113.10"},
 		{[]string{"nope.gslb.example", "A"}, "status: NXDOMAIN"},
 		{[]string{"www.gslb.example", "A", "+nsid"}, `("gslb-demo-1")`},
 		{[]string{"id.server", "CH", "TXT"}, `"gslb-demo-1"`},
@@ -464,7 +467,7 @@ func TestBadConfigAtStart(t *testing.T) {
 
 func TestCheckConfig(t *testing.T) {
 	out, code := runCLI(t, "check-config", "--config", repoFile("configs", "demo.yaml"))
-	if code != 0 || !strings.Contains(out, "demo.yaml: ok: 1 zone, 7 records, 1 service, 3 datacenters") {
+	if code != 0 || !strings.Contains(out, "demo.yaml: ok: 1 zone, 7 records, 2 services, 3 datacenters") {
 		t.Errorf("demo: got exit %d %q", code, out)
 	}
 	out, code = runCLI(t, "check-config", "--config", repoFile("gslb", "config", "testdata", "bad", "five-errors.yaml"))
@@ -474,6 +477,17 @@ func TestCheckConfig(t *testing.T) {
 	out, code = runCLI(t, "check-config", "--config", "/nonexistent/gslbd.yaml")
 	if code != 1 || !strings.Contains(out, "/nonexistent/gslbd.yaml: reading configuration") {
 		t.Errorf("missing file: got exit %d %q", code, out)
+	}
+	// A GeoIP file that is not a database is an error naming its key.
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.mmdb")
+	if err := os.WriteFile(junk, []byte("not a database"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := writeConfig(t, dir, fmt.Sprintf(baseConfig, "x")+"geoip: {city_db: junk.mmdb}\n")
+	out, code = runCLI(t, "check-config", "--config", file)
+	if code != 1 || !strings.Contains(out, file+": geoip.city_db: "+junk+": not a MaxMind DB (.mmdb) file") {
+		t.Errorf("junk GeoIP file: got exit %d %q, want 1 naming geoip.city_db", code, out)
 	}
 	out, code = runCLI(t, "serve", "--no-such-flag")
 	if code != exitUsage || !strings.Contains(out, "unknown flag: --no-such-flag") {
@@ -545,3 +559,12 @@ func grep(s, sub string) string {
 }
 
 func trim(s string) string { return strings.TrimSpace(s) }
+
+func mustPrefix(t *testing.T, s string) netip.Prefix {
+	t.Helper()
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -31,9 +31,11 @@ const usage = `gslbd: a global server load balancer that answers DNS.
 Usage:
   gslbd serve        --config FILE [flags]   run the daemon
   gslbd check-config --config FILE           validate a configuration
+  gslbd explain      --config FILE NAME CLIENT_IP [--type AAAA]   how NAME is answered for a client
   gslbd ctl reload   [--config FILE | --addr HOST:PORT] [--token-file FILE]
   gslbd id new       [--config FILE | --datacenter N --worker N]
   gslbd id parse     ID [--epoch RFC3339]
+  gslbd geodb        build --from FILE.csv --out FILE.mmdb | lookup --db FILE.mmdb IP
   gslbd version
 
 Run "gslbd COMMAND --help" for a command's flags.
@@ -53,10 +55,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(rest, stderr)
 	case "check-config":
 		return checkConfig(rest, stdout, stderr)
+	case "explain":
+		return explain(rest, stdout, stderr)
 	case "ctl":
 		return ctl(rest, stdout, stderr)
 	case "id":
 		return id(rest, stdout, stderr)
+	case "geodb":
+		return geodb(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "gslbd %s (revision %s, %s)\n", version, revision, runtime.Version())
 		return exitOK

@@ -22,6 +22,7 @@ import (
 	"github.com/gslbd/gslbd/gslb"
 	"github.com/gslbd/gslbd/gslb/admin"
 	"github.com/gslbd/gslbd/gslb/config"
+	"github.com/gslbd/gslbd/gslb/geo"
 	"github.com/gslbd/gslbd/idgen"
 )
 
@@ -41,16 +42,22 @@ func serve(args []string, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 
+	reg := prometheus.NewRegistry()
+	geoMetrics := geo.NewMetrics(reg)
 	cfg, err := cf.load()
+	var locator *geo.Locator
 	var snap *gslb.Snapshot
 	if err == nil {
-		snap, err = gslb.NewSnapshot(cfg)
+		locator, err = newLocator(cfg, geoMetrics, discardLogger())
+	}
+	if err == nil {
+		snap, err = gslb.NewSnapshot(cfg, locator)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "gslbd: configuration refused, nothing started:\n%s", joinLines(config.Errors(err)))
 		return exitFail
 	}
-	d, err := newDaemon(cfg, cf.options(), snap, stderr)
+	d, err := newDaemon(cfg, cf.options(), snap, reg, geoMetrics, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "gslbd: %v\n", err)
 		return exitFatal
@@ -72,14 +79,15 @@ type daemon struct {
 	httpSrv  *http.Server
 	reloadMu sync.Mutex
 	cfg      *config.Config // guarded by reloadMu
+	geo      *geo.Metrics
 
 	reloads         *prometheus.CounterVec
 	lastReloadOK    prometheus.Gauge
 	lastReloadOKSec prometheus.Gauge
 }
 
-func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, stderr io.Writer) (*daemon, error) {
-	d := &daemon{opts: opts, cfg: cfg, level: new(slog.LevelVar), reg: prometheus.NewRegistry()}
+func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg *prometheus.Registry, geoMetrics *geo.Metrics, stderr io.Writer) (*daemon, error) {
+	d := &daemon{opts: opts, cfg: cfg, level: new(slog.LevelVar), reg: reg, geo: geoMetrics}
 	d.level.Set(parseLevel(cfg.Log.Level))
 	d.log = newLogger(cfg.Log.Format, d.level, stderr).With("instance", cfg.Instance.Name)
 
@@ -119,7 +127,7 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, std
 
 	d.dns = gslb.NewServer(snap, gslb.NewMetrics(d.reg), d.log.With("component", "dns"))
 	d.admin = admin.New(admin.Options{
-		Gatherer: d.reg, Reloader: admin.ReloaderFunc(d.reload),
+		Gatherer: d.reg, Reloader: admin.ReloaderFunc(d.reload), Snapshots: d.dns,
 		Token: cfg.HTTP.Token, AllowUnauthenticated: cfg.HTTP.AllowUnauthenticatedLoopback,
 	})
 
@@ -149,6 +157,9 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, std
 }
 
 func (d *daemon) run(sigs <-chan os.Signal) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.watchGeoIP(ctx)
 	fatal := make(chan error, 2)
 	go func() {
 		if err := d.listen.Serve(); err != nil {
@@ -219,7 +230,10 @@ func (d *daemon) reload(_ context.Context) error {
 	var snap *gslb.Snapshot
 	if err == nil {
 		pending = cfg.KeepRestartOnly(d.cfg)
-		snap, err = gslb.NewSnapshot(cfg)
+		var locator *geo.Locator
+		if locator, err = d.reloadLocator(cfg); err == nil {
+			snap, err = gslb.NewSnapshot(cfg, locator)
+		}
 	}
 	if err != nil {
 		d.reloads.WithLabelValues("failure").Inc()
@@ -247,6 +261,20 @@ func (d *daemon) reload(_ context.Context) error {
 	d.log.Info("configuration reloaded", "event_id", eventID, "file", cfg.File,
 		"zones", snap.Zones(), "took", time.Since(start).String())
 	return nil
+}
+
+// reloadLocator keeps the running locator (and its warm cache) when the
+// GeoIP settings did not change, after checking its files for
+// replacement; otherwise it loads the new settings' databases.
+func (d *daemon) reloadLocator(cfg *config.Config) (*geo.Locator, error) {
+	cur := d.dns.Snapshot().Locator()
+	if cur != nil && cur.Config() == geoConfig(cfg) {
+		if err := cur.Reload(); err != nil {
+			d.log.Warn("GeoIP database check failed; the last good database keeps serving", "component", "geoip", "err", err)
+		}
+		return cur, nil
+	}
+	return newLocator(cfg, d.geo, d.log)
 }
 
 func parseLevel(s string) slog.Level {

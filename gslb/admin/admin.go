@@ -27,8 +27,9 @@ func (f ReloaderFunc) Reload(ctx context.Context) error { return f(ctx) }
 
 // Options wire the handlers to the daemon.
 type Options struct {
-	Gatherer prometheus.Gatherer
-	Reloader Reloader
+	Gatherer  prometheus.Gatherer
+	Reloader  Reloader
+	Snapshots SnapshotSource
 	// Token guards every write; empty means writes are refused unless
 	// AllowUnauthenticated is set (which config permits only on loopback).
 	Token                string
@@ -63,6 +64,9 @@ func New(opts Options) *Handler {
 	})
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.Handle("POST /api/v1/reload", h.Guard(http.HandlerFunc(h.reload)))
+	if opts.Snapshots != nil {
+		h.mux.HandleFunc("GET /api/v1/explain", h.explain)
+	}
 	return h
 }
 

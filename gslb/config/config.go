@@ -19,6 +19,7 @@ type Config struct {
 	DNS         DNS          `mapstructure:"dns"`
 	HTTP        HTTP         `mapstructure:"http"`
 	IDGen       IDGen        `mapstructure:"idgen"`
+	GeoIP       GeoIP        `mapstructure:"geoip"`
 	Datacenters []Datacenter `mapstructure:"datacenters"`
 	Zones       []Zone       `mapstructure:"zones"`
 
@@ -76,6 +77,27 @@ type HTTP struct {
 type IDGen struct {
 	Epoch             time.Time     `mapstructure:"epoch"`
 	MaxClockBackwards time.Duration `mapstructure:"max_clock_backwards"`
+}
+
+// GeoIP locates clients. Without a city database every client is at the
+// default location, and location-based policies answer the same for all.
+type GeoIP struct {
+	CityDB string `mapstructure:"city_db"`
+	ASNDB  string `mapstructure:"asn_db"`
+	// CacheSize bounds the per-prefix location cache (entries).
+	CacheSize int `mapstructure:"cache_size"`
+	// ReloadInterval is how often the files are checked for replacement.
+	ReloadInterval  time.Duration `mapstructure:"reload_interval"`
+	DefaultLocation Location      `mapstructure:"default_location"`
+}
+
+// Location is a place on Earth with the labels policies match on.
+type Location struct {
+	Lat         float64 `mapstructure:"lat"`
+	Lon         float64 `mapstructure:"lon"`
+	Country     string  `mapstructure:"country"`
+	Continent   string  `mapstructure:"continent"`
+	Subdivision string  `mapstructure:"subdivision"`
 }
 
 // Datacenter is a site that can receive clients.
@@ -142,7 +164,20 @@ type Service struct {
 	Datacenters []string `mapstructure:"datacenters"`
 	TTL         *uint32  `mapstructure:"ttl"`
 
+	// Score policy.
+	Weights         *Weights `mapstructure:"weights"`
+	DistanceScaleKM float64  `mapstructure:"distance_scale_km"`
+	LatencyScaleMS  float64  `mapstructure:"latency_scale_ms"`
+	Slack           *float64 `mapstructure:"slack"`
+
 	owner string
+}
+
+// Weights weigh the score's terms; lower scores win.
+type Weights struct {
+	Distance float64 `mapstructure:"distance"`
+	Load     float64 `mapstructure:"load"`
+	Latency  float64 `mapstructure:"latency"`
 }
 
 // Defaults a newcomer meets; docs/configuration.md lists the same values
@@ -163,7 +198,17 @@ const (
 	DefaultSOAExpire         = 1209600
 	DefaultSOAMinimum        = 300
 	DefaultSOATTL            = 3600
+	DefaultGeoCacheSize      = 100000
+	DefaultGeoReload         = 30 * time.Second
+	// DefaultDistanceScaleKM is half the Earth's circumference, the
+	// longest great-circle distance, so the distance term never saturates.
+	DefaultDistanceScaleKM = 20015
+	DefaultLatencyScaleMS  = 1000
+	DefaultSlack           = 0.05
 )
+
+// DefaultWeights are the score weights when a service sets none.
+var DefaultWeights = Weights{Distance: 0.5, Load: 0.3, Latency: 0.2}
 
 // DefaultEpoch is idgen's default epoch, repeated here so config does not
 // import idgen only for a constant.
@@ -183,5 +228,6 @@ func defaults() Config {
 		},
 		HTTP:  HTTP{Listen: netip.MustParseAddrPort(DefaultHTTPListen)},
 		IDGen: IDGen{Epoch: DefaultEpoch, MaxClockBackwards: DefaultMaxClockBackwards},
+		GeoIP: GeoIP{CacheSize: DefaultGeoCacheSize, ReloadInterval: DefaultGeoReload},
 	}
 }

@@ -5,17 +5,19 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 )
 
 // Policies lists the service policies this build implements, in the order
 // error messages name them.
-var Policies = []string{"all"}
+var Policies = []string{"score", "all"}
 
 // RecordTypes lists the static record types a zone may carry.
 var RecordTypes = []string{"A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA"}
@@ -83,8 +85,21 @@ func (c *Config) applyDefaults() {
 			if z.Services[j].Policy == "" {
 				z.Services[j].Policy = "all"
 			}
-			if z.Services[j].TTL == nil {
-				z.Services[j].TTL = ptr(uint32(DefaultServiceTTL))
+			sv := &z.Services[j]
+			if sv.TTL == nil {
+				sv.TTL = ptr(uint32(DefaultServiceTTL))
+			}
+			if sv.Weights == nil {
+				sv.Weights = ptr(DefaultWeights)
+			}
+			if sv.DistanceScaleKM == 0 {
+				sv.DistanceScaleKM = DefaultDistanceScaleKM
+			}
+			if sv.LatencyScaleMS == 0 {
+				sv.LatencyScaleMS = DefaultLatencyScaleMS
+			}
+			if sv.Slack == nil {
+				sv.Slack = ptr(DefaultSlack)
 			}
 		}
 	}
@@ -176,9 +191,41 @@ func (c *Config) validateProcess(v *validator) {
 	if c.HTTP.AllowUnauthenticatedLoopback && c.HTTP.Listen.IsValid() && !c.HTTP.Listen.Addr().IsLoopback() {
 		v.add("http.allow_unauthenticated_loopback", "is set but http.listen %s is not a loopback address", c.HTTP.Listen)
 	}
+	c.validateGeoIP(v)
 	if c.IDGen.MaxClockBackwards < 0 {
 		v.add("idgen.max_clock_backwards", "expected a duration of zero or more, got %s", c.IDGen.MaxClockBackwards)
 	}
+}
+
+var continents = []string{"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
+
+func (c *Config) validateGeoIP(v *validator) {
+	g := &c.GeoIP
+	g.CityDB = resolvePath(c.File, g.CityDB)
+	g.ASNDB = resolvePath(c.File, g.ASNDB)
+	if g.CacheSize < 1 {
+		v.add("geoip.cache_size", "expected at least 1, got %d", g.CacheSize)
+	}
+	if g.ReloadInterval < time.Second {
+		v.add("geoip.reload_interval", "expected at least 1s, got %s", g.ReloadInterval)
+	}
+	d := g.DefaultLocation
+	if d.Lat < -90 || d.Lat > 90 {
+		v.add("geoip.default_location.lat", "%v is outside -90..90", d.Lat)
+	}
+	if d.Lon < -180 || d.Lon > 180 {
+		v.add("geoip.default_location.lon", "%v is outside -180..180", d.Lon)
+	}
+	if d.Country != "" && !isCountryCode(d.Country) {
+		v.add("geoip.default_location.country", "%q is not an ISO 3166-1 alpha-2 code such as DE", d.Country)
+	}
+	if d.Continent != "" && !slices.Contains(continents, d.Continent) {
+		v.add("geoip.default_location.continent", "%s", oneOf(d.Continent, continents))
+	}
+}
+
+func isCountryCode(s string) bool {
+	return len(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z'
 }
 
 func (c *Config) validateDatacenters(v *validator) map[string]int {
@@ -265,7 +312,7 @@ func (c *Config) validateZones(v *validator, dcs map[string]int) {
 			v.add(p+".origin", "%s is already zones[%d]", z.Origin, j)
 		}
 		origins[z.Origin] = i
-		z.validate(v, p, dcs)
+		z.validate(v, p, dcs, c.Datacenters)
 	}
 }
 
@@ -288,7 +335,31 @@ func (z *Zone) InZone(name string) bool {
 	return dns.IsSubDomain(z.Origin, name)
 }
 
-func (z *Zone) validate(v *validator, p string, dcs map[string]int) {
+func validateScore(v *validator, sp string, s *Service) {
+	w := s.Weights
+	for _, t := range []struct {
+		key string
+		val float64
+	}{{"distance", w.Distance}, {"load", w.Load}, {"latency", w.Latency}} {
+		if t.val < 0 || math.IsNaN(t.val) {
+			v.add(sp+".weights."+t.key, "expected zero or more, got %v", t.val)
+		}
+	}
+	if w.Distance+w.Load+w.Latency <= 0 {
+		v.add(sp+".weights", "at least one weight must be above zero")
+	}
+	if s.DistanceScaleKM <= 0 {
+		v.add(sp+".distance_scale_km", "expected a positive number, got %v", s.DistanceScaleKM)
+	}
+	if s.LatencyScaleMS <= 0 {
+		v.add(sp+".latency_scale_ms", "expected a positive number, got %v", s.LatencyScaleMS)
+	}
+	if *s.Slack < 0 || *s.Slack > 1 {
+		v.add(sp+".slack", "%v is outside 0..1 (a fraction of the best score)", *s.Slack)
+	}
+}
+
+func (z *Zone) validate(v *validator, p string, dcs map[string]int, dcList []Datacenter) {
 	checkName := func(path, name string, mustBeInZone bool) (string, bool) {
 		owner := z.Owner(name)
 		if _, ok := dns.IsDomainName(owner); !ok || strings.Contains(owner, "..") {
@@ -426,10 +497,16 @@ func (z *Zone) validate(v *validator, p string, dcs map[string]int) {
 		if len(s.Datacenters) == 0 {
 			v.add(sp+".datacenters", "expected at least one datacenter")
 		}
+		if s.Policy == "score" {
+			validateScore(v, sp, s)
+		}
 		for k, id := range s.Datacenters {
 			dp := fmt.Sprintf("%s.datacenters[%d]", sp, k)
-			if _, ok := dcs[id]; !ok {
+			i, ok := dcs[id]
+			if !ok {
 				v.add(dp, "%q is not a configured datacenter", id)
+			} else if s.Policy == "score" && dcList[i].Lat == nil {
+				v.add(dp, "%q has no lat/lon, which the score policy needs to measure distance", id)
 			}
 			if slices.Index(s.Datacenters, id) != k {
 				v.add(dp, "%q is listed twice", id)
