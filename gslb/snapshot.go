@@ -242,7 +242,7 @@ func (z *zone) add(rr dns.RR) {
 func newPolicy(sc *config.Service) Policy {
 	switch sc.Policy {
 	case "score":
-		return &scorePolicy{weights: *sc.Weights, distanceScaleKM: sc.DistanceScaleKM, latencyScaleMS: sc.LatencyScaleMS, slack: *sc.Slack}
+		return &scorePolicy{weights: *sc.Weights, distanceScaleKM: *sc.DistanceScaleKM, latencyScaleMS: *sc.LatencyScaleMS, slack: *sc.Slack}
 	default:
 		return allPolicy{}
 	}

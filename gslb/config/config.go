@@ -166,8 +166,8 @@ type Service struct {
 
 	// Score policy.
 	Weights         *Weights `mapstructure:"weights"`
-	DistanceScaleKM float64  `mapstructure:"distance_scale_km"`
-	LatencyScaleMS  float64  `mapstructure:"latency_scale_ms"`
+	DistanceScaleKM *float64 `mapstructure:"distance_scale_km"`
+	LatencyScaleMS  *float64 `mapstructure:"latency_scale_ms"`
 	Slack           *float64 `mapstructure:"slack"`
 
 	owner string

@@ -92,11 +92,11 @@ func (c *Config) applyDefaults() {
 			if sv.Weights == nil {
 				sv.Weights = ptr(DefaultWeights)
 			}
-			if sv.DistanceScaleKM == 0 {
-				sv.DistanceScaleKM = DefaultDistanceScaleKM
+			if sv.DistanceScaleKM == nil {
+				sv.DistanceScaleKM = ptr(float64(DefaultDistanceScaleKM))
 			}
-			if sv.LatencyScaleMS == 0 {
-				sv.LatencyScaleMS = DefaultLatencyScaleMS
+			if sv.LatencyScaleMS == nil {
+				sv.LatencyScaleMS = ptr(float64(DefaultLatencyScaleMS))
 			}
 			if sv.Slack == nil {
 				sv.Slack = ptr(DefaultSlack)
@@ -348,11 +348,11 @@ func validateScore(v *validator, sp string, s *Service) {
 	if w.Distance+w.Load+w.Latency <= 0 {
 		v.add(sp+".weights", "at least one weight must be above zero")
 	}
-	if s.DistanceScaleKM <= 0 {
-		v.add(sp+".distance_scale_km", "expected a positive number, got %v", s.DistanceScaleKM)
+	if !(*s.DistanceScaleKM > 0) {
+		v.add(sp+".distance_scale_km", "expected a positive number, got %v", *s.DistanceScaleKM)
 	}
-	if s.LatencyScaleMS <= 0 {
-		v.add(sp+".latency_scale_ms", "expected a positive number, got %v", s.LatencyScaleMS)
+	if !(*s.LatencyScaleMS > 0) {
+		v.add(sp+".latency_scale_ms", "expected a positive number, got %v", *s.LatencyScaleMS)
 	}
 	if *s.Slack < 0 || *s.Slack > 1 {
 		v.add(sp+".slack", "%v is outside 0..1 (a fraction of the best score)", *s.Slack)
