@@ -135,22 +135,23 @@ func (s *Snapshot) addAdditional(z *zone, m *dns.Msg, set []dns.RR) {
 // answerService answers A and AAAA from the datacenters the service's
 // policy picks. Other types are NODATA with the service's TTL on the SOA,
 // so that a negative answer is not cached for longer than a positive one
-// would be.
+// would be, and a failover is not hidden behind it.
 func (s *Snapshot) answerService(z *zone, m *dns.Msg, svc *service, owner string, qtype uint16, q *request) int {
-	ttl := svc.ttl
 	switch qtype {
 	case dns.TypeA, dns.TypeAAAA:
 	case dns.TypeANY:
 		qtype = dns.TypeA
 	default:
-		m.Ns = append(m.Ns, z.negativeSOA(min(ttl, z.negTTL)))
+		m.Ns = append(m.Ns, z.negativeSOA(svc.ttl))
 		return 0
 	}
 	if q.trace != nil {
 		q.trace.Service, q.trace.Policy = svc.name, svc.policy.Name()
 	}
 	var buf [16]int
-	picked, scope := svc.policy.Select(s, svc, q, buf[:0])
+	picked, scope := s.pick(svc, q, buf[:0])
+	// A and AAAA come from the same choice: a picked datacenter without an
+	// address of the asked family gives NODATA, never a different site.
 	before := len(m.Answer)
 	for _, i := range picked {
 		dc := &s.datacenters[i]
@@ -158,17 +159,93 @@ func (s *Snapshot) answerService(z *zone, m *dns.Msg, svc *service, owner string
 		if qtype == dns.TypeAAAA {
 			addrs = dc.aaaa
 		}
+		if svc.spread && len(addrs) > 1 {
+			addrs = addrs[:1]
+		}
 		for _, a := range addrs {
-			m.Answer = append(m.Answer, addrRR(owner, a, ttl))
+			if svc.answers > 0 && len(m.Answer)-before >= svc.answers {
+				break
+			}
+			m.Answer = append(m.Answer, addrRR(owner, a, svc.ttl))
 		}
 		if q.trace != nil {
 			q.trace.Winners = append(q.trace.Winners, dc.ID)
 		}
 	}
 	if len(m.Answer) == before {
-		m.Ns = append(m.Ns, z.negativeSOA(min(ttl, z.negTTL)))
+		m.Ns = append(m.Ns, z.negativeSOA(svc.ttl))
 	}
 	return scope
+}
+
+// pick chooses the service's datacenters for the request: network and
+// ASN targets first, then the policy; with spillover past full
+// datacenters and the service's fail-open rule when none is up.
+func (s *Snapshot) pick(svc *service, q *request, dst []int) ([]int, int) {
+	up, roomy := false, false
+	for _, i := range svc.datacenters {
+		dc := &s.datacenters[i]
+		if dc.Up {
+			up = true
+			roomy = roomy || dc.Load < dc.Capacity
+		}
+	}
+	if !up {
+		switch svc.whenAllDown {
+		case "nodata":
+			if q.trace != nil {
+				q.trace.Reason = "every datacenter of the service is down; when_all_down: nodata"
+			}
+			return dst, 0
+		case "first":
+			if q.trace != nil {
+				q.trace.Reason = "every datacenter of the service is down; when_all_down: first answers the first listed"
+			}
+			return append(dst, svc.datacenters[0]), 0
+		}
+		// "all": answer as if every datacenter were up. A GSLB that goes
+		// silent when its health checks fail turns a monitoring fault
+		// into an outage.
+		q.ignoreDown = true
+	}
+	if !roomy {
+		q.ignoreFull = true // every up datacenter is full: spill nowhere
+	}
+	for _, t := range [2]*targets{svc.targets, svc.fileTargets()} {
+		nt := t.match(q)
+		if nt == nil {
+			continue
+		}
+		scope := q.keyScope()
+		if nt.prefix.IsValid() {
+			scope = nt.prefix.Bits()
+		}
+		if q.trace != nil {
+			q.trace.Target = nt.describe()
+		}
+		if nt.loc != nil {
+			// A location override: the policy decides, from this place.
+			q.loc, q.found, q.locScope = *nt.loc, true, scope
+			if q.trace != nil {
+				q.trace.setLocation(q.loc, true)
+				q.trace.Location.Source = "network target " + q.trace.Target
+			}
+			return svc.selectDCs(s, q, dst)
+		}
+		start := len(dst)
+		if dst = pickInOrder(s, nt.dcs, q, svc.want, dst); len(dst) > start {
+			if q.trace != nil {
+				traceList(s, nt.dcs, q, dst[start:], "first usable datacenter of the target", "later in the target's list")
+				q.trace.Reason = "the client matches " + q.trace.Target
+			}
+			return dst, scope
+		}
+		// The target's datacenters are all unusable: the policy decides.
+		break
+	}
+	dst, scope := svc.selectDCs(s, q, dst)
+	scope = svc.targets.narrow(q, scope)
+	return dst, svc.fileTargets().narrow(q, scope)
 }
 
 // InZone reports whether name lies at or below the zone's origin.

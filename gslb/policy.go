@@ -1,44 +1,78 @@
 package gslb
 
 import (
-	"fmt"
 	"math"
 	"net/netip"
-	"strings"
 
-	"github.com/gslbd/gslbd/gslb/config"
 	"github.com/gslbd/gslbd/gslb/geo"
 )
 
-// Policy picks the datacenters a service answers with, best first. It
-// reads only the snapshot and the query, appends into dst so that it
-// allocates nothing, and returns the ECS scope its choice depended on.
+// Policy ranks the datacenters a service answers with. It appends to dst
+// at most want datacenters, best first, among those the request admits
+// (q.usable), reads only the snapshot and the request, allocates nothing,
+// and returns the ECS scope its choice depended on.
 type Policy interface {
-	Select(s *Snapshot, svc *service, q *request, dst []int) ([]int, int)
+	Select(s *Snapshot, svc *service, q *request, want int, dst []int) ([]int, int)
 	Name() string
 }
 
+// selectDCs calls the service's policy. The switch on concrete types is
+// what lets the compiler see that neither the request nor the caller's
+// stack buffer outlives the call; through the interface both would escape
+// to the heap, two allocations on every query.
+func (svc *service) selectDCs(s *Snapshot, q *request, dst []int) ([]int, int) {
+	switch p := svc.policy.(type) {
+	case *scorePolicy:
+		return p.Select(s, svc, q, svc.want, dst)
+	case *hybridPolicy:
+		return p.Select(s, svc, q, svc.want, dst)
+	case *geoPolicy:
+		return p.Select(s, svc, q, svc.want, dst)
+	case *weightedPolicy:
+		return p.Select(s, svc, q, svc.want, dst)
+	case failoverPolicy:
+		return p.Select(s, svc, q, svc.want, dst)
+	}
+	// allPolicy, and the fallback: a policy added to newPolicy but not
+	// here answers with every datacenter, which TestPolicies would catch.
+	return allPolicy{}.Select(s, svc, q, svc.want, dst)
+}
+
 // request is what policies may know about the client. The location is
-// looked up on first use: static records and the all policy never pay
-// for GeoIP.
+// looked up on first use: static records and location-blind policies
+// never pay for GeoIP.
 type request struct {
 	client netip.Addr   // the address located: ECS when usable, else the source
 	key    netip.Prefix // client prefix for hashing: /24 or /56 of client
 	snap   *Snapshot
 	loc    geo.Location
 	found  bool
-	trace  *Trace
+	// locScope overrides the location's scope when a network target
+	// supplied the location: the target's prefix is what decided it.
+	locScope int
+	trace    *Trace
+	// Fail-open and spillover: when no datacenter of the service is up,
+	// or every up one is full, policies choose as if they were not.
+	ignoreDown, ignoreFull bool
 }
 
 func (q *request) location() *geo.Location {
 	if !q.found {
 		q.loc = q.snap.locate(q.client)
 		q.found = true
+		q.locScope = -1
 		if q.trace != nil {
 			q.trace.setLocation(q.loc, q.snap.locator != nil)
 		}
 	}
 	return &q.loc
+}
+
+// usable reports whether a datacenter may take this client: up (or every
+// one is down and the service fails open), and below its capacity (or
+// every up one is full, so spilling over has nowhere to go).
+func (q *request) usable(dc *Datacenter) bool {
+	return (dc.Up || q.ignoreDown) && (q.ignoreFull || dc.Load < dc.Capacity)
 }
 
 // locationScope is the ECS scope of an answer that depended only on the
@@ -47,6 +81,9 @@ func (q *request) location() *geo.Location {
 // nothing about the client mattered.
 func (q *request) locationScope() int {
 	l := q.location()
+	if q.locScope >= 0 {
+		return q.locScope
+	}
 	if !l.Network.IsValid() {
 		return 0
 	}
@@ -57,170 +94,84 @@ func (q *request) locationScope() int {
 // itself (a hash of it), which must not be shared beyond that prefix.
 func (q *request) keyScope() int { return q.key.Bits() }
 
-// allPolicy answers with every up datacenter.
+// whyNot says why a datacenter was passed over.
+func (q *request) whyNot(dc *Datacenter) string {
+	switch {
+	case !dc.Up && !q.ignoreDown:
+		return "down"
+	case dc.Load >= dc.Capacity && !q.ignoreFull:
+		return "full: load has reached capacity, so it takes no new clients"
+	}
+	return ""
+}
+
+// pickInOrder appends the first want usable datacenters of ids: the
+// order is the operator's preference.
+func pickInOrder(s *Snapshot, ids []int, q *request, want int, dst []int) []int {
+	n := 0
+	for _, i := range ids {
+		if n == want {
+			break
+		}
+		if q.usable(&s.datacenters[i]) {
+			dst = append(dst, i)
+			n++
+		}
+	}
+	return dst
+}
+
+// traceList records the candidates of an ordered choice for explain.
+func traceList(s *Snapshot, ids []int, q *request, picked []int, chosenWhy, otherWhy string) {
+	for _, i := range ids {
+		dc := &s.datacenters[i]
+		c := Candidate{Datacenter: dc.ID, Up: dc.Up}
+		for _, p := range picked {
+			if p == i {
+				c.Chosen = true
+			}
+		}
+		switch {
+		case c.Chosen:
+			c.Why = chosenWhy
+		case q.whyNot(dc) != "":
+			c.Why = q.whyNot(dc)
+		default:
+			c.Why = otherWhy
+		}
+		q.trace.Candidates = append(q.trace.Candidates, c)
+	}
+}
+
+// allPolicy answers with every usable datacenter.
 type allPolicy struct{}
 
 func (allPolicy) Name() string { return "all" }
 
-func (allPolicy) Select(s *Snapshot, svc *service, q *request, dst []int) ([]int, int) {
-	for _, i := range svc.datacenters {
-		if s.datacenters[i].Up {
-			dst = append(dst, i)
-		}
-		if q.trace != nil {
-			dc := &s.datacenters[i]
-			q.trace.Candidates = append(q.trace.Candidates, Candidate{Datacenter: dc.ID, Up: dc.Up, Chosen: dc.Up, Why: upWhy(dc.Up, "every up datacenter is answered")})
-		}
+func (allPolicy) Select(s *Snapshot, svc *service, q *request, want int, dst []int) ([]int, int) {
+	start := len(dst)
+	dst = pickInOrder(s, svc.datacenters, q, want, dst)
+	if q.trace != nil {
+		traceList(s, svc.datacenters, q, dst[start:], "answered", "beyond the answers limit")
+		q.trace.Reason = "every usable datacenter is answered"
 	}
 	return dst, 0
 }
 
-func upWhy(up bool, ok string) string {
-	if up {
-		return ok
-	}
-	return "down"
-}
+// failoverPolicy is active-passive: the first usable datacenter in the
+// configured order wins; the rest wait.
+type failoverPolicy struct{}
 
-// scorePolicy ranks datacenters by a weighted sum of distance, load and
-// latency; lowest wins. Candidates within slack of the best share clients
-// by a stable hash of the client prefix, so near-equal datacenters split
-// traffic instead of one taking all of it.
-type scorePolicy struct {
-	weights         config.Weights
-	distanceScaleKM float64
-	latencyScaleMS  float64
-	slack           float64
-}
+func (failoverPolicy) Name() string { return "failover" }
 
-func (p *scorePolicy) Name() string { return "score" }
-
-// earthRadiusKM is the mean radius, which is what haversine assumes.
-const earthRadiusKM = 6371.0088
-
-// terms are a candidate's weighted score components.
-type terms struct{ distanceKM, distance, load, latency float64 }
-
-func (p *scorePolicy) score(dc *Datacenter, c point) (float64, terms) {
-	var t terms
-	t.distanceKM = c.distanceKM(dc.point)
-	// Capped at 1 like the latency term: with the default scale (half the
-	// Earth's circumference) it never saturates, and a 10,000 km scale
-	// saturates it as the origin's normalisation did.
-	t.distance = p.weights.Distance * min(t.distanceKM/p.distanceScaleKM, 1)
-	t.load = p.weights.Load * dc.Load / dc.Capacity
-	t.latency = p.weights.Latency * min(dc.LatencyMS/p.latencyScaleMS, 1)
-	return t.distance + t.load + t.latency, t
-}
-
-func (p *scorePolicy) Select(s *Snapshot, svc *service, q *request, dst []int) ([]int, int) {
-	loc := q.location()
-	c := pointAt(loc.Lat, loc.Lon)
-	// Scores are kept on the stack for the second pass; services with more
-	// datacenters than fit compute them twice rather than allocate.
-	var kept [64]float64
-	scoreOf := func(k int, dc *Datacenter) float64 {
-		if k < len(kept) {
-			return kept[k]
-		}
-		sc, _ := p.score(dc, c)
-		return sc
-	}
-	best := math.Inf(1)
-	for k, i := range svc.datacenters {
-		dc := &s.datacenters[i]
-		if !dc.Up {
-			continue
-		}
-		sc, _ := p.score(dc, c)
-		if k < len(kept) {
-			kept[k] = sc
-		}
-		best = min(best, sc)
-	}
-	if math.IsInf(best, 1) {
-		if q.trace != nil {
-			p.trace(s, svc, q, c, best, -1)
-		}
-		return dst, q.locationScope()
-	}
-	// Rendezvous hashing inside the slack band: each client prefix ranks
-	// the candidates by hash and takes the first, so adding or losing a
-	// candidate moves only the clients that candidate wins or loses.
-	limit := best * (1 + p.slack)
-	keyHash := prefixHash(q.key)
-	winner, candidates := -1, 0
-	var top uint64
-	for k, i := range svc.datacenters {
-		dc := &s.datacenters[i]
-		if !dc.Up || scoreOf(k, dc) > limit {
-			continue
-		}
-		candidates++
-		if h := mix(keyHash ^ dc.hash); winner < 0 || h > top {
-			winner, top = i, h
-		}
-	}
-	scope := q.locationScope()
-	if candidates > 1 {
-		scope = q.keyScope()
-	}
+func (failoverPolicy) Select(s *Snapshot, svc *service, q *request, want int, dst []int) ([]int, int) {
+	start := len(dst)
+	dst = pickInOrder(s, svc.datacenters, q, want, dst)
 	if q.trace != nil {
-		p.trace(s, svc, q, c, best, winner)
+		traceList(s, svc.datacenters, q, dst[start:], "first usable in the failover order", "standby: an earlier datacenter is usable")
+		q.trace.Reason = "failover: the first usable datacenter in the configured order"
 	}
-	return append(dst, winner), scope
-}
-
-// trace records every candidate for explain. It recomputes the scores,
-// which costs nothing on the DNS path: only explain passes a trace.
-func (p *scorePolicy) trace(s *Snapshot, svc *service, q *request, c point, best float64, winner int) {
-	limit := best * (1 + p.slack)
-	var inBand []string
-	runnerUp, runnerScore := "", math.Inf(1)
-	for _, i := range svc.datacenters {
-		dc := &s.datacenters[i]
-		sc, t := p.score(dc, c)
-		d := &ScoreDetail{
-			DistanceKM: round(t.distanceKM, 1), Load: dc.Load, Capacity: dc.Capacity, LatencyMS: dc.LatencyMS,
-			Terms: Terms{Distance: round(t.distance, 6), Load: round(t.load, 6), Latency: round(t.latency, 6)},
-			Score: round(sc, 6), WithinSlack: dc.Up && sc <= limit,
-		}
-		cand := Candidate{Datacenter: dc.ID, Up: dc.Up, Score: d, Chosen: i == winner}
-		switch {
-		case !dc.Up:
-			cand.Why = "down"
-		case d.WithinSlack:
-			inBand = append(inBand, dc.ID)
-			cand.Why = "lowest score"
-		default:
-			cand.Why = fmt.Sprintf("score more than %g%% above the best", p.slack*100)
-		}
-		if dc.Up && i != winner && sc < runnerScore {
-			runnerUp, runnerScore = dc.ID, sc
-		}
-		q.trace.Candidates = append(q.trace.Candidates, cand)
-	}
-	switch {
-	case winner < 0:
-		q.trace.Reason = "no datacenter of the service is up"
-	case len(inBand) == 1 && runnerUp == "":
-		q.trace.Reason = fmt.Sprintf("%s is the only datacenter up", s.datacenters[winner].ID)
-	case len(inBand) == 1:
-		q.trace.Reason = fmt.Sprintf("%s has the lowest score (%.6f); the next best, %s (%.6f), is more than %g%% above it",
-			s.datacenters[winner].ID, best, runnerUp, runnerScore, p.slack*100)
-	default:
-		q.trace.Reason = fmt.Sprintf("%s are within %g%% of the best score (%.6f); the client prefix %s hashes to %s",
-			strings.Join(inBand, ", "), p.slack*100, best, q.key, s.datacenters[winner].ID)
-		for k := range q.trace.Candidates {
-			cd := &q.trace.Candidates[k]
-			if cd.Score.WithinSlack {
-				cd.Why = "within slack of the best; the client prefix hashes elsewhere"
-				if cd.Chosen {
-					cd.Why = "within slack of the best; chosen by the client prefix's hash"
-				}
-			}
-		}
-	}
+	return dst, 0
 }
 
 func round(v float64, places int) float64 {

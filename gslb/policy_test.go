@@ -51,9 +51,9 @@ func selectAt(s *Snapshot, lat, lon float64, client string) ([]int, int, *Trace)
 	svc := s.zones["example.test."].nodes["www.example.test."].service
 	a := netip.MustParseAddr(client)
 	tr := &Trace{}
-	q := &request{client: a, key: geo.KeyPrefix(a), snap: s, trace: tr, found: true,
+	q := &request{client: a, key: geo.KeyPrefix(a), snap: s, trace: tr, found: true, locScope: -1,
 		loc: geo.Location{Lat: lat, Lon: lon, Found: true, Network: netip.MustParsePrefix("81.2.0.0/16")}}
-	picked, scope := svc.policy.Select(s, svc, q, nil)
+	picked, scope := svc.policy.Select(s, svc, q, 1, nil)
 	return picked, scope, tr
 }
 
@@ -260,11 +260,11 @@ func BenchmarkSelect(b *testing.B) {
 	s := scoreSnapshot(b, idle, "")
 	svc := s.zones["example.test."].nodes["www.example.test."].service
 	a := netip.MustParseAddr("81.2.69.142")
-	q := &request{client: a, key: geo.KeyPrefix(a), snap: s, found: true,
+	q := &request{client: a, key: geo.KeyPrefix(a), snap: s, found: true, locScope: -1,
 		loc: geo.Location{Lat: 50.11, Lon: 8.68, Found: true, Network: netip.MustParsePrefix("81.2.0.0/16")}}
 	dst := make([]int, 0, 8)
 	b.ReportAllocs()
 	for b.Loop() {
-		dst, _ = svc.policy.Select(s, svc, q, dst[:0])
+		dst, _ = svc.policy.Select(s, svc, q, 1, dst[:0])
 	}
 }

@@ -180,7 +180,8 @@ func (s *Snapshot) answer(r *dns.Msg, src netip.Addr, tcp bool, tr *Trace) (*dns
 		}
 		respOPT.Option = append(respOPT.Option, echoSubnet(ecs, scope))
 		if tr != nil {
-			tr.ECSScope = &scope
+			echoed := scope
+			tr.ECSScope = &echoed
 		}
 	}
 	if !tcp {

@@ -27,6 +27,8 @@ type Snapshot struct {
 	udpSize     uint16
 	locator     *geo.Locator // nil: every client is at defaultLoc
 	defaultLoc  geo.Location
+	services    []*service
+	targetFiles []*targetFile
 }
 
 // Datacenter is a site's answerable state as of this snapshot.
@@ -72,7 +74,20 @@ type service struct {
 	zone        string
 	policy      Policy
 	ttl         uint32
-	datacenters []int // indexes into Snapshot.datacenters
+	datacenters []int // indexes into Snapshot.datacenters, in configured order
+	want        int   // how many datacenters the policy ranks
+	answers     int   // address records per response; 0: all of the chosen
+	spread      bool  // one address from each of the want best
+	whenAllDown string
+	targets     *targets
+	file        *targetFile
+}
+
+func (svc *service) fileTargets() *targets {
+	if svc.file == nil {
+		return nil
+	}
+	return svc.file.cur.Load()
 }
 
 // NewSnapshot builds the serving state from a validated configuration;
@@ -94,7 +109,7 @@ func NewSnapshot(cfg *config.Config, locator *geo.Locator) (*Snapshot, error) {
 	dcIndex := make(map[string]int, len(cfg.Datacenters))
 	for i, dc := range cfg.Datacenters {
 		d := Datacenter{
-			ID: dc.ID, Region: dc.Region, Up: true,
+			ID: dc.ID, Region: dc.Region, Up: !dc.Drain,
 			Capacity: dc.Capacity, Load: dc.Load, LatencyMS: float64(dc.Latency) / float64(time.Millisecond),
 			hash: stringHash(dc.ID),
 		}
@@ -113,7 +128,7 @@ func NewSnapshot(cfg *config.Config, locator *geo.Locator) (*Snapshot, error) {
 		dcIndex[dc.ID] = i
 	}
 	for i := range cfg.Zones {
-		z, err := buildZone(&cfg.Zones[i], dcIndex)
+		z, err := s.buildZone(&cfg.Zones[i], dcIndex, cfg.GeoIP.ASNDB != "")
 		if err != nil {
 			return nil, fmt.Errorf("%s: zones[%d]: %w", cfg.File, i, err)
 		}
@@ -124,7 +139,7 @@ func NewSnapshot(cfg *config.Config, locator *geo.Locator) (*Snapshot, error) {
 	return s, nil
 }
 
-func buildZone(zc *config.Zone, dcIndex map[string]int) (*zone, error) {
+func (s *Snapshot) buildZone(zc *config.Zone, dcIndex map[string]int, hasASNDB bool) (*zone, error) {
 	z := &zone{origin: zc.Origin, nodes: map[string]*node{}}
 	z.soa = &dns.SOA{
 		Hdr:     dns.RR_Header{Name: zc.Origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: *zc.SOA.TTL},
@@ -149,10 +164,28 @@ func buildZone(zc *config.Zone, dcIndex map[string]int) (*zone, error) {
 	}
 	for i := range zc.Services {
 		sc := &zc.Services[i]
-		svc := &service{name: sc.Owner(), zone: zc.Origin, policy: newPolicy(sc), ttl: *sc.TTL}
+		svc := &service{name: sc.Owner(), zone: zc.Origin, ttl: *sc.TTL, answers: sc.Answers,
+			spread: sc.Spread, whenAllDown: sc.WhenAllDown, want: 1}
 		for _, id := range sc.Datacenters {
 			svc.datacenters = append(svc.datacenters, dcIndex[id])
 		}
+		svc.policy = newPolicy(sc, dcIndex, len(s.datacenters))
+		switch {
+		case sc.Spread:
+			svc.want = sc.Answers
+		case sc.Policy == "all":
+			svc.want = len(svc.datacenters)
+		}
+		svc.targets = buildTargets(sc.Networks, sc.ASN, dcIndex)
+		if sc.NetworksFile != "" {
+			f, err := newTargetFile(sc.NetworksFile, sc.Datacenters, hasASNDB, dcIndex)
+			if err != nil {
+				return nil, fmt.Errorf("services: %s: networks_file: %w", svc.name, err)
+			}
+			svc.file = f
+			s.targetFiles = append(s.targetFiles, f)
+		}
+		s.services = append(s.services, svc)
 		n := z.ensure(svc.name)
 		if len(n.rrsets) > 0 {
 			return nil, fmt.Errorf("service %s collides with static records", svc.name)
@@ -239,13 +272,66 @@ func (z *zone) add(rr dns.RR) {
 	n.rrsets[h.Rrtype] = append(n.rrsets[h.Rrtype], rr)
 }
 
-func newPolicy(sc *config.Service) Policy {
+func newPolicy(sc *config.Service, dcIndex map[string]int, ndc int) Policy {
+	ids := func(names []string) []int {
+		out := make([]int, 0, len(names))
+		for _, n := range names {
+			out = append(out, dcIndex[n])
+		}
+		return out
+	}
+	score := func() scorePolicy {
+		return scorePolicy{weights: *sc.Weights, distanceScaleKM: *sc.DistanceScaleKM, latencyScaleMS: *sc.LatencyScaleMS, slack: *sc.Slack}
+	}
 	switch sc.Policy {
 	case "score":
-		return &scorePolicy{weights: *sc.Weights, distanceScaleKM: *sc.DistanceScaleKM, latencyScaleMS: *sc.LatencyScaleMS, slack: *sc.Slack}
+		p := score()
+		return &p
+	case "failover":
+		return failoverPolicy{}
+	case "hybrid":
+		p := &hybridPolicy{score: score()}
+		for _, g := range sc.Groups {
+			p.groups = append(p.groups, ids(g))
+		}
+		return p
+	case "weighted":
+		p := &weightedPolicy{ratio: make([]float64, ndc)}
+		for id, r := range sc.Ratios {
+			p.ratio[dcIndex[id]] = r
+		}
+		return p
+	case "geo":
+		p := &geoPolicy{subdivisions: map[string][]int{}, countries: map[string][]int{}, continents: map[string][]int{}, fallback: ids(sc.Geo.Default)}
+		for k, v := range sc.Geo.Subdivisions {
+			p.subdivisions[k] = ids(v)
+		}
+		for k, v := range sc.Geo.Countries {
+			p.countries[k] = ids(v)
+		}
+		for k, v := range sc.Geo.Continents {
+			p.continents[k] = ids(v)
+		}
+		return p
 	default:
 		return allPolicy{}
 	}
+}
+
+// AllDown lists the services none of whose datacenters is up, which are
+// answering by their when_all_down rule.
+func (s *Snapshot) AllDown() []string {
+	var out []string
+	for _, svc := range s.services {
+		up := false
+		for _, i := range svc.datacenters {
+			up = up || s.datacenters[i].Up
+		}
+		if !up {
+			out = append(out, svc.name)
+		}
+	}
+	return out
 }
 
 // locate places a client, at the default location when there is no

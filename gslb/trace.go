@@ -1,6 +1,7 @@
 package gslb
 
 import (
+	"fmt"
 	"net/netip"
 
 	"github.com/gslbd/gslbd/gslb/geo"
@@ -21,6 +22,7 @@ type Trace struct {
 	Zone         string       `json:"zone,omitempty"`
 	Service      string       `json:"service,omitempty"`
 	Policy       string       `json:"policy,omitempty"`
+	Target       string       `json:"target,omitempty"` // the network or ASN target the client matched
 	Candidates   []Candidate  `json:"candidates,omitempty"`
 	Winners      []string     `json:"winners,omitempty"`
 	Reason       string       `json:"reason,omitempty"`
@@ -79,4 +81,11 @@ func (t *Trace) setLocation(l geo.Location, haveDB bool) {
 		tl.Source = "default (not in the GeoIP database)"
 	}
 	t.Location = tl
+}
+
+func (t *netTarget) describe() string {
+	if t.prefix.IsValid() {
+		return "network " + t.prefix.String()
+	}
+	return fmt.Sprintf("AS%d", t.asn)
 }

@@ -54,8 +54,9 @@ func discardGeoMetrics() *geo.Metrics { return geo.NewMetrics(prometheus.NewRegi
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// watchGeoIP checks the current databases for replacement every interval,
-// so a geoipupdate run is picked up without a reload. It logs a failure
+// watchGeoIP checks the current databases (and services' networks files)
+// for replacement every interval, so a geoipupdate run or an edited
+// networks file is picked up without a reload. It logs a failure
 // when it starts and when it clears, not at every check.
 func (d *daemon) watchGeoIP(ctx context.Context) {
 	var lastErr string
@@ -68,7 +69,11 @@ func (d *daemon) watchGeoIP(ctx context.Context) {
 			return
 		case <-time.After(interval):
 		}
-		err := d.dns.Snapshot().Locator().Reload()
+		snap := d.dns.Snapshot()
+		for _, ferr := range snap.CheckNetworkFiles(d.log.With("component", "targets")) {
+			d.log.Error("networks file refused; the last good copy keeps serving", "component", "targets", "err", ferr)
+		}
+		err := snap.Locator().Reload()
 		switch {
 		case err != nil && err.Error() != lastErr:
 			d.log.Error("GeoIP database check failed; the last good database keeps serving", "component", "geoip", "err", err)

@@ -60,6 +60,20 @@ func (d *daemonProc) log() string {
 	return d.logs.String()
 }
 
+// logged reports whether one log line contains every part.
+func (d *daemonProc) logged(parts ...string) bool {
+	for _, line := range strings.Split(d.log(), "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
 // startDaemon runs "gslbd serve" on free loopback ports and waits for its
 // ready line (the listeners are bound when it is printed).
 func startDaemon(t *testing.T, cfgFile string, extra ...string) *daemonProc {

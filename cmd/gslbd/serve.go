@@ -81,6 +81,7 @@ type daemon struct {
 	cfg      *config.Config // guarded by reloadMu
 	geo      *geo.Metrics
 
+	allDown         *prometheus.GaugeVec
 	reloads         *prometheus.CounterVec
 	lastReloadOK    prometheus.Gauge
 	lastReloadOKSec prometheus.Gauge
@@ -110,6 +111,10 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 		Namespace: "gslb", Name: "build_info",
 		Help: "Always 1; the labels say which build is running.",
 	}, []string{"version", "revision", "goversion"}).WithLabelValues(version, revision, runtime.Version()).Set(1)
+	d.allDown = f.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "gslb", Subsystem: "service", Name: "all_down",
+		Help: "1 while none of a service's datacenters is up and it answers by its when_all_down rule.",
+	}, []string{"service"})
 	d.reloads = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "gslb", Subsystem: "config", Name: "reloads_total",
 		Help: "Configuration reloads, by result (success or failure).",
@@ -126,6 +131,7 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 	d.lastReloadOKSec.SetToCurrentTime()
 
 	d.dns = gslb.NewServer(snap, gslb.NewMetrics(d.reg), d.log.With("component", "dns"))
+	d.noteAllDown(nil, snap)
 	d.admin = admin.New(admin.Options{
 		Gatherer: d.reg, Reloader: admin.ReloaderFunc(d.reload), Snapshots: d.dns,
 		Token: cfg.HTTP.Token, AllowUnauthenticated: cfg.HTTP.AllowUnauthenticatedLoopback,
@@ -251,7 +257,9 @@ func (d *daemon) reload(_ context.Context) error {
 		d.log.Warn("configuration keys changed that only a restart applies; they keep their running values",
 			"event_id", eventID, "keys", pending)
 	}
+	old := d.dns.Snapshot()
 	d.dns.Swap(snap)
+	d.noteAllDown(old, snap)
 	d.level.Set(parseLevel(cfg.Log.Level))
 	d.admin.SetToken(cfg.HTTP.Token, cfg.HTTP.AllowUnauthenticatedLoopback)
 	d.cfg = cfg
@@ -261,6 +269,31 @@ func (d *daemon) reload(_ context.Context) error {
 	d.log.Info("configuration reloaded", "event_id", eventID, "file", cfg.File,
 		"zones", snap.Zones(), "took", time.Since(start).String())
 	return nil
+}
+
+// noteAllDown logs each service that starts or stops failing open, once
+// per transition, and keeps the gauge in step.
+func (d *daemon) noteAllDown(old, cur *gslb.Snapshot) {
+	was := map[string]bool{}
+	if old != nil {
+		for _, name := range old.AllDown() {
+			was[name] = true
+		}
+	}
+	now := map[string]bool{}
+	for _, name := range cur.AllDown() {
+		now[name] = true
+		if !was[name] {
+			d.log.Warn("every datacenter of the service is down; answering by its when_all_down rule", "service", name)
+		}
+		d.allDown.WithLabelValues(name).Set(1)
+	}
+	for name := range was {
+		if !now[name] {
+			d.log.Info("a datacenter of the service is up again", "service", name)
+			d.allDown.WithLabelValues(name).Set(0)
+		}
+	}
 }
 
 // reloadLocator keeps the running locator (and its warm cache) when the

@@ -102,14 +102,16 @@ type Location struct {
 
 // Datacenter is a site that can receive clients.
 type Datacenter struct {
-	ID        string        `mapstructure:"id"`
-	Region    string        `mapstructure:"region"`
-	Lat       *float64      `mapstructure:"lat"`
-	Lon       *float64      `mapstructure:"lon"`
-	Capacity  float64       `mapstructure:"capacity"`
-	Load      float64       `mapstructure:"load"`
-	Latency   time.Duration `mapstructure:"latency"`
-	Endpoints []Endpoint    `mapstructure:"endpoints"`
+	ID       string        `mapstructure:"id"`
+	Region   string        `mapstructure:"region"`
+	Lat      *float64      `mapstructure:"lat"`
+	Lon      *float64      `mapstructure:"lon"`
+	Capacity float64       `mapstructure:"capacity"`
+	Load     float64       `mapstructure:"load"`
+	Latency  time.Duration `mapstructure:"latency"`
+	// Drain takes the datacenter out of every answer, as if it were down.
+	Drain     bool       `mapstructure:"drain"`
+	Endpoints []Endpoint `mapstructure:"endpoints"`
 }
 
 // Endpoint is one address answered for a datacenter.
@@ -164,13 +166,60 @@ type Service struct {
 	Datacenters []string `mapstructure:"datacenters"`
 	TTL         *uint32  `mapstructure:"ttl"`
 
-	// Score policy.
+	// Answers caps the address records per response; 0 means every
+	// address of the chosen datacenter. With Spread, the addresses come
+	// one each from the Answers best datacenters instead.
+	Answers     int    `mapstructure:"answers"`
+	Spread      bool   `mapstructure:"spread"`
+	WhenAllDown string `mapstructure:"when_all_down"`
+
+	// Score policy (and hybrid, inside a group).
 	Weights         *Weights `mapstructure:"weights"`
 	DistanceScaleKM *float64 `mapstructure:"distance_scale_km"`
 	LatencyScaleMS  *float64 `mapstructure:"latency_scale_ms"`
 	Slack           *float64 `mapstructure:"slack"`
 
+	// Weighted policy: datacenter ID to its share.
+	Ratios map[string]float64 `mapstructure:"ratios"`
+	// Hybrid policy: region groups in order of preference.
+	Groups [][]string `mapstructure:"groups"`
+	// Geo policy.
+	Geo *GeoMap `mapstructure:"geo"`
+
+	// Network targeting, for any policy, checked before GeoIP.
+	Networks     []NetworkTarget `mapstructure:"networks"`
+	ASN          []ASNTarget     `mapstructure:"asn"`
+	NetworksFile string          `mapstructure:"networks_file"`
+
+	// datacentersDerived: the service did not list datacenters; they were
+	// gathered from its groups, geo map or ratios.
+	datacentersDerived bool
+
 	owner string
+}
+
+// GeoMap sends clients by where they are; the most specific match wins:
+// subdivision, then country, then continent, then Default.
+type GeoMap struct {
+	Subdivisions map[string][]string `mapstructure:"subdivisions"`
+	Countries    map[string][]string `mapstructure:"countries"`
+	Continents   map[string][]string `mapstructure:"continents"`
+	Default      []string            `mapstructure:"default"`
+}
+
+// NetworkTarget pins a client network to datacenters (in order) or to a
+// location the policy then uses in place of GeoIP's.
+type NetworkTarget struct {
+	Prefix      netip.Prefix `mapstructure:"prefix"`
+	Datacenters []string     `mapstructure:"datacenters"`
+	Location    *Location    `mapstructure:"location"`
+}
+
+// ASNTarget is a NetworkTarget for an autonomous system.
+type ASNTarget struct {
+	ASN         uint32    `mapstructure:"asn"`
+	Datacenters []string  `mapstructure:"datacenters"`
+	Location    *Location `mapstructure:"location"`
 }
 
 // Weights weigh the score's terms; lower scores win.

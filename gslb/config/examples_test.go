@@ -59,7 +59,12 @@ func TestEveryKeyDocumented(t *testing.T) {
 		"zones[].soa.refresh", "zones[].soa.retry", "zones[].soa.expire", "zones[].soa.minimum", "zones[].soa.ttl",
 		"zones[].ns[].name", "zones[].ns[].addresses", "zones[].records[].name", "zones[].records[].type",
 		"zones[].records[].ttl", "zones[].records[].data", "zones[].services[].name", "zones[].services[].policy",
-		"zones[].services[].datacenters", "zones[].services[].ttl")
+		"zones[].services[].datacenters", "zones[].services[].ttl", "zones[].services[].weights",
+		"zones[].services[].distance_scale_km", "zones[].services[].latency_scale_ms", "zones[].services[].slack",
+		"zones[].services[].answers", "zones[].services[].spread", "zones[].services[].when_all_down",
+		"zones[].services[].ratios", "zones[].services[].groups", "zones[].services[].geo",
+		"zones[].services[].networks", "zones[].services[].asn", "zones[].services[].networks_file",
+		"datacenters[].drain")
 	for _, k := range keys {
 		if !strings.Contains(doc, "`"+k+"`") {
 			t.Errorf("docs/configuration.md does not document `%s`", k)

@@ -137,18 +137,20 @@ func shadowedBy(failed map[string]bool, path string) bool {
 // no weak typing (a quoted "30" is not a number), no comma-splitting of
 // strings into lists, and unknown keys are errors.
 func decodeStrict(in map[string]any, out *Config) error {
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			strictScalarHook,
-		),
-		ErrorUnused:      true,
-		WeaklyTypedInput: false,
-		Result:           out,
-	})
+	dec, err := newStrictDecoder(out)
 	if err != nil {
 		return err
 	}
 	return dec.Decode(in)
+}
+
+func newStrictDecoder(out any) (*mapstructure.Decoder, error) {
+	return mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:       strictScalarHook,
+		ErrorUnused:      true,
+		WeaklyTypedInput: false,
+		Result:           out,
+	})
 }
 
 var (

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"os"
 	"regexp"
 	"slices"
@@ -17,7 +16,11 @@ import (
 
 // Policies lists the service policies this build implements, in the order
 // error messages name them.
-var Policies = []string{"score", "all"}
+var Policies = []string{"score", "failover", "geo", "weighted", "hybrid", "all"}
+
+// WhenAllDown lists what a service may answer when none of its
+// datacenters is up.
+var WhenAllDown = []string{"all", "first", "nodata"}
 
 // RecordTypes lists the static record types a zone may carry.
 var RecordTypes = []string{"A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA"}
@@ -101,6 +104,11 @@ func (c *Config) applyDefaults() {
 			if sv.Slack == nil {
 				sv.Slack = ptr(DefaultSlack)
 			}
+			if sv.WhenAllDown == "" {
+				sv.WhenAllDown = "all"
+			}
+			sv.NetworksFile = resolvePath(c.File, sv.NetworksFile)
+			sv.applyPolicyDefaults()
 		}
 	}
 }
@@ -197,8 +205,6 @@ func (c *Config) validateProcess(v *validator) {
 	}
 }
 
-var continents = []string{"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
-
 func (c *Config) validateGeoIP(v *validator) {
 	g := &c.GeoIP
 	g.CityDB = resolvePath(c.File, g.CityDB)
@@ -210,22 +216,22 @@ func (c *Config) validateGeoIP(v *validator) {
 		v.add("geoip.reload_interval", "expected at least 1s, got %s", g.ReloadInterval)
 	}
 	d := g.DefaultLocation
-	if d.Lat < -90 || d.Lat > 90 {
-		v.add("geoip.default_location.lat", "%v is outside -90..90", d.Lat)
-	}
-	if d.Lon < -180 || d.Lon > 180 {
-		v.add("geoip.default_location.lon", "%v is outside -180..180", d.Lon)
-	}
-	if d.Country != "" && !isCountryCode(d.Country) {
-		v.add("geoip.default_location.country", "%q is not an ISO 3166-1 alpha-2 code such as DE", d.Country)
-	}
-	if d.Continent != "" && !slices.Contains(continents, d.Continent) {
-		v.add("geoip.default_location.continent", "%s", oneOf(d.Continent, continents))
-	}
+	validateLocation(v, "geoip.default_location", &d)
 }
 
-func isCountryCode(s string) bool {
-	return len(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z'
+func validateLocation(v *validator, p string, d *Location) {
+	if d.Lat < -90 || d.Lat > 90 {
+		v.add(p+".lat", "%v is outside -90..90", d.Lat)
+	}
+	if d.Lon < -180 || d.Lon > 180 {
+		v.add(p+".lon", "%v is outside -180..180", d.Lon)
+	}
+	if d.Country != "" && !IsCountry(d.Country) {
+		v.add(p+".country", "%q is not an ISO 3166-1 alpha-2 code such as DE", d.Country)
+	}
+	if d.Continent != "" && !slices.Contains(continents, d.Continent) {
+		v.add(p+".continent", "%s", oneOf(d.Continent, continents))
+	}
 }
 
 func (c *Config) validateDatacenters(v *validator) map[string]int {
@@ -312,7 +318,7 @@ func (c *Config) validateZones(v *validator, dcs map[string]int) {
 			v.add(p+".origin", "%s is already zones[%d]", z.Origin, j)
 		}
 		origins[z.Origin] = i
-		z.validate(v, p, dcs, c.Datacenters)
+		z.validate(v, p, dcs, c.Datacenters, c.GeoIP.ASNDB != "")
 	}
 }
 
@@ -335,31 +341,7 @@ func (z *Zone) InZone(name string) bool {
 	return dns.IsSubDomain(z.Origin, name)
 }
 
-func validateScore(v *validator, sp string, s *Service) {
-	w := s.Weights
-	for _, t := range []struct {
-		key string
-		val float64
-	}{{"distance", w.Distance}, {"load", w.Load}, {"latency", w.Latency}} {
-		if t.val < 0 || math.IsNaN(t.val) {
-			v.add(sp+".weights."+t.key, "expected zero or more, got %v", t.val)
-		}
-	}
-	if w.Distance+w.Load+w.Latency <= 0 {
-		v.add(sp+".weights", "at least one weight must be above zero")
-	}
-	if !(*s.DistanceScaleKM > 0) {
-		v.add(sp+".distance_scale_km", "expected a positive number, got %v", *s.DistanceScaleKM)
-	}
-	if !(*s.LatencyScaleMS > 0) {
-		v.add(sp+".latency_scale_ms", "expected a positive number, got %v", *s.LatencyScaleMS)
-	}
-	if *s.Slack < 0 || *s.Slack > 1 {
-		v.add(sp+".slack", "%v is outside 0..1 (a fraction of the best score)", *s.Slack)
-	}
-}
-
-func (z *Zone) validate(v *validator, p string, dcs map[string]int, dcList []Datacenter) {
+func (z *Zone) validate(v *validator, p string, dcs map[string]int, dcList []Datacenter, hasASNDB bool) {
 	checkName := func(path, name string, mustBeInZone bool) (string, bool) {
 		owner := z.Owner(name)
 		if _, ok := dns.IsDomainName(owner); !ok || strings.Contains(owner, "..") {
@@ -491,27 +473,7 @@ func (z *Zone) validate(v *validator, p string, dcs map[string]int, dcList []Dat
 			}
 			s.owner = owner
 		}
-		if !slices.Contains(Policies, s.Policy) {
-			v.add(sp+".policy", "%s", oneOf(s.Policy, Policies))
-		}
-		if len(s.Datacenters) == 0 {
-			v.add(sp+".datacenters", "expected at least one datacenter")
-		}
-		if s.Policy == "score" {
-			validateScore(v, sp, s)
-		}
-		for k, id := range s.Datacenters {
-			dp := fmt.Sprintf("%s.datacenters[%d]", sp, k)
-			i, ok := dcs[id]
-			if !ok {
-				v.add(dp, "%q is not a configured datacenter", id)
-			} else if s.Policy == "score" && dcList[i].Lat == nil {
-				v.add(dp, "%q has no lat/lon, which the score policy needs to measure distance", id)
-			}
-			if slices.Index(s.Datacenters, id) != k {
-				v.add(dp, "%q is listed twice", id)
-			}
-		}
+		validateService(v, sp, s, dcs, dcList, hasASNDB)
 	}
 }
 
