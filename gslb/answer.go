@@ -137,12 +137,13 @@ func (s *Snapshot) addAdditional(z *zone, m *dns.Msg, set []dns.RR) {
 // so that a negative answer is not cached for longer than a positive one
 // would be, and a failover is not hidden behind it.
 func (s *Snapshot) answerService(z *zone, m *dns.Msg, svc *service, owner string, qtype uint16, q *request) int {
+	ttl := s.ttl(svc)
 	switch qtype {
 	case dns.TypeA, dns.TypeAAAA:
 	case dns.TypeANY:
 		qtype = dns.TypeA
 	default:
-		m.Ns = append(m.Ns, z.negativeSOA(svc.ttl))
+		m.Ns = append(m.Ns, z.negativeSOA(ttl))
 		return 0
 	}
 	if q.trace != nil {
@@ -166,14 +167,14 @@ func (s *Snapshot) answerService(z *zone, m *dns.Msg, svc *service, owner string
 			if svc.answers > 0 && len(m.Answer)-before >= svc.answers {
 				break
 			}
-			m.Answer = append(m.Answer, addrRR(owner, a, svc.ttl))
+			m.Answer = append(m.Answer, addrRR(owner, a, ttl))
 		}
 		if q.trace != nil {
 			q.trace.Winners = append(q.trace.Winners, dc.ID)
 		}
 	}
 	if len(m.Answer) == before {
-		m.Ns = append(m.Ns, z.negativeSOA(svc.ttl))
+		m.Ns = append(m.Ns, z.negativeSOA(ttl))
 	}
 	return scope
 }
@@ -187,7 +188,7 @@ func (s *Snapshot) pick(svc *service, q *request, dst []int) ([]int, int) {
 		dc := &s.datacenters[i]
 		if dc.Up {
 			up = true
-			roomy = roomy || dc.Load < dc.Capacity
+			roomy = roomy || dc.Load < dc.Capacity && q.admits(dc)
 		}
 	}
 	if !up {
@@ -209,7 +210,9 @@ func (s *Snapshot) pick(svc *service, q *request, dst []int) ([]int, int) {
 		q.ignoreDown = true
 	}
 	if !roomy {
-		q.ignoreFull = true // every up datacenter is full: spill nowhere
+		// Every up datacenter is full (or, in slow start, not yet taking
+		// this client): spill nowhere, answer as if none were.
+		q.ignoreFull = true
 	}
 	for _, t := range [2]*targets{svc.targets, svc.fileTargets()} {
 		nt := t.match(q)

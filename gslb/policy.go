@@ -1,6 +1,7 @@
 package gslb
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 
@@ -72,7 +73,18 @@ func (q *request) location() *geo.Location {
 // one is down and the service fails open), and below its capacity (or
 // every up one is full, so spilling over has nowhere to go).
 func (q *request) usable(dc *Datacenter) bool {
-	return (dc.Up || q.ignoreDown) && (q.ignoreFull || dc.Load < dc.Capacity)
+	return (dc.Up || q.ignoreDown) && (q.ignoreFull || dc.Load < dc.Capacity && q.admits(dc))
+}
+
+// admits reports whether a datacenter in slow start takes this client:
+// the client prefix's hash against the ramp, so the admitted share grows
+// smoothly and a prefix once admitted stays admitted as the ramp rises.
+func (q *request) admits(dc *Datacenter) bool {
+	if dc.ramp >= 1 {
+		return true
+	}
+	u := float64(mix(prefixHash(q.key)^dc.hash^0x5bd1e995)>>11) / (1 << 53)
+	return u < dc.ramp
 }
 
 // locationScope is the ECS scope of an answer that depended only on the
@@ -101,6 +113,8 @@ func (q *request) whyNot(dc *Datacenter) string {
 		return "down"
 	case dc.Load >= dc.Capacity && !q.ignoreFull:
 		return "full: load has reached capacity, so it takes no new clients"
+	case !q.admits(dc) && !q.ignoreFull:
+		return fmt.Sprintf("slow start: taking %.0f%% of new clients, not this prefix yet", dc.ramp*100)
 	}
 	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -29,6 +30,11 @@ type Snapshot struct {
 	defaultLoc  geo.Location
 	services    []*service
 	targetFiles []*targetFile
+	// ttls holds each service's TTL as of this snapshot's health: shorter
+	// while one of its datacenters is down or changing.
+	ttls      []uint32
+	ttlFactor float64
+	minTTL    uint32
 }
 
 // Datacenter is a site's answerable state as of this snapshot.
@@ -43,7 +49,15 @@ type Datacenter struct {
 	aaaa      []netip.Addr
 	point     point // where it is, for the distance term
 	hasCoords bool
-	hash      uint64 // of ID, for rendezvous hashing
+	// ramp is the share of client prefixes a datacenter in slow start
+	// admits, 0..1; 1 otherwise.
+	ramp      float64
+	unsettled bool
+	// The configured values, which health reports replace and a later
+	// snapshot may need again.
+	drained             bool
+	cfgLoad, cfgLatency float64
+	hash                uint64 // of ID, for rendezvous hashing
 }
 
 type identity struct {
@@ -81,6 +95,7 @@ type service struct {
 	whenAllDown string
 	targets     *targets
 	file        *targetFile
+	index       int // in Snapshot.services and ttls
 }
 
 func (svc *service) fileTargets() *targets {
@@ -111,8 +126,9 @@ func NewSnapshot(cfg *config.Config, locator *geo.Locator) (*Snapshot, error) {
 		d := Datacenter{
 			ID: dc.ID, Region: dc.Region, Up: !dc.Drain,
 			Capacity: dc.Capacity, Load: dc.Load, LatencyMS: float64(dc.Latency) / float64(time.Millisecond),
-			hash: stringHash(dc.ID),
+			hash: stringHash(dc.ID), ramp: 1, drained: dc.Drain, unsettled: dc.Drain,
 		}
+		d.cfgLoad, d.cfgLatency = d.Load, d.LatencyMS
 		if dc.Lat != nil && dc.Lon != nil {
 			d.hasCoords = true
 			d.point = pointAt(*dc.Lat, *dc.Lon)
@@ -136,7 +152,74 @@ func NewSnapshot(cfg *config.Config, locator *geo.Locator) (*Snapshot, error) {
 		s.zoneOrigins = append(s.zoneOrigins, z.origin)
 	}
 	slices.Sort(s.zoneOrigins)
+	s.ttlFactor, s.minTTL = cfg.Health.TTLFactor, cfg.Health.MinTTL
+	s.computeTTLs()
 	return s, nil
+}
+
+// DCState is a datacenter's live state, as health checking reports it.
+type DCState struct {
+	Up bool
+	// Load and LatencyMS replace the configured values unless NaN.
+	Load, LatencyMS float64
+	// Ramp is the share of new clients a recovering datacenter takes,
+	// 0..1 (slow start).
+	Ramp float64
+	// Unsettled shortens the TTL of services that use the datacenter.
+	Unsettled bool
+}
+
+// WithHealth returns a snapshot that answers from the given datacenter
+// states and shares everything else with s; datacenters without a state
+// keep their configured ones. The zones are not copied: a health change
+// costs one small slice, not a rebuild.
+func (s *Snapshot) WithHealth(states map[string]DCState) *Snapshot {
+	n := *s
+	n.datacenters = slices.Clone(s.datacenters)
+	for i := range n.datacenters {
+		d := &n.datacenters[i]
+		st, ok := states[d.ID]
+		if !ok {
+			continue
+		}
+		d.Up = st.Up && !d.drained
+		d.Load, d.LatencyMS = d.cfgLoad, d.cfgLatency
+		if !math.IsNaN(st.Load) {
+			d.Load = st.Load
+		}
+		if !math.IsNaN(st.LatencyMS) {
+			d.LatencyMS = st.LatencyMS
+		}
+		d.ramp = min(max(st.Ramp, 0), 1)
+		d.unsettled = st.Unsettled || d.drained
+	}
+	n.computeTTLs()
+	return &n
+}
+
+// computeTTLs shortens the TTL of every service with a datacenter that is
+// down or changing, so resolvers come back sooner while answers may move.
+func (s *Snapshot) computeTTLs() {
+	s.ttls = make([]uint32, len(s.services))
+	for k, svc := range s.services {
+		svc.index = k
+		ttl := svc.ttl
+		for _, i := range svc.datacenters {
+			if s.datacenters[i].unsettled {
+				ttl = max(uint32(float64(svc.ttl)*s.ttlFactor), min(s.minTTL, svc.ttl))
+				break
+			}
+		}
+		s.ttls[k] = ttl
+	}
+}
+
+// ttl is the service's TTL in this snapshot.
+func (s *Snapshot) ttl(svc *service) uint32 {
+	if svc.index < len(s.ttls) {
+		return s.ttls[svc.index]
+	}
+	return svc.ttl
 }
 
 func (s *Snapshot) buildZone(zc *config.Zone, dcIndex map[string]int, hasASNDB bool) (*zone, error) {

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/gslbd/gslbd/gslb/admin"
 	"github.com/gslbd/gslbd/gslb/config"
 	"github.com/gslbd/gslbd/gslb/geo"
+	"github.com/gslbd/gslbd/health"
 	"github.com/gslbd/gslbd/idgen"
 )
 
@@ -81,6 +83,12 @@ type daemon struct {
 	cfg      *config.Config // guarded by reloadMu
 	geo      *geo.Metrics
 
+	health   *health.Manager
+	webhooks []*health.Notifier
+	swapMu   sync.Mutex     // orders snapshot swaps from reloads and health
+	base     *gslb.Snapshot // the configuration's snapshot, before health; guarded by swapMu
+	ramping  atomic.Bool
+
 	allDown         *prometheus.GaugeVec
 	reloads         *prometheus.CounterVec
 	lastReloadOK    prometheus.Gauge
@@ -132,8 +140,24 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 
 	d.dns = gslb.NewServer(snap, gslb.NewMetrics(d.reg), d.log.With("component", "dns"))
 	d.noteAllDown(nil, snap)
+	d.base = snap
+	d.health = health.New(health.Options{
+		MaxInFlight: cfg.Health.MaxInFlight, Jitter: cfg.Health.Jitter,
+		Damping:  health.Damping{Window: cfg.Health.Damping.Window, MaxTransitions: cfg.Health.Damping.MaxTransitions, Hold: cfg.Health.Damping.Hold},
+		Instance: cfg.Instance.Name, IDs: d.ids, Registerer: d.reg, Log: d.log.With("component", "health"),
+		OnChange: d.applyHealth,
+		OnEvent:  d.notify,
+	})
+	for _, w := range cfg.Health.Webhooks {
+		d.webhooks = append(d.webhooks, health.NewNotifier(health.WebhookConfig{
+			URLs: []string{w.URL}, Timeout: w.Timeout, Headers: w.Headers,
+		}, d.reg, d.log.With("component", "webhook")))
+	}
+	if err := d.health.Configure(healthSpecs(cfg)); err != nil {
+		return nil, err
+	}
 	d.admin = admin.New(admin.Options{
-		Gatherer: d.reg, Reloader: admin.ReloaderFunc(d.reload), Snapshots: d.dns,
+		Gatherer: d.reg, Reloader: admin.ReloaderFunc(d.reload), Snapshots: d.dns, Health: d.health,
 		Token: cfg.HTTP.Token, AllowUnauthenticated: cfg.HTTP.AllowUnauthenticatedLoopback,
 	})
 
@@ -166,6 +190,11 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go d.watchGeoIP(ctx)
+	go d.health.Run(ctx)
+	for _, w := range d.webhooks {
+		go w.Run(ctx)
+	}
+	go d.rampTicker(ctx)
 	fatal := make(chan error, 2)
 	go func() {
 		if err := d.listen.Serve(); err != nil {
@@ -181,6 +210,7 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 	for _, a := range d.listen.Addrs() {
 		dnsAddrs = append(dnsAddrs, a.Network()+"/"+a.String())
 	}
+	d.waitReady(ctx, d.cfg.Health.ColdStartTimeout)
 	d.admin.SetReady()
 	d.log.Info("gslbd ready", "version", version, "dns", dnsAddrs, "http", d.httpLn.Addr().String(),
 		"zones", d.dns.Snapshot().Zones())
@@ -257,9 +287,16 @@ func (d *daemon) reload(_ context.Context) error {
 		d.log.Warn("configuration keys changed that only a restart applies; they keep their running values",
 			"event_id", eventID, "keys", pending)
 	}
-	old := d.dns.Snapshot()
-	d.dns.Swap(snap)
-	d.noteAllDown(old, snap)
+	if err := d.health.Configure(healthSpecs(cfg)); err != nil {
+		d.reloads.WithLabelValues("failure").Inc()
+		d.lastReloadOK.Set(0)
+		d.log.Error("configuration reload refused; the previous configuration keeps serving", "event_id", eventID, "err", err)
+		return err
+	}
+	d.swapMu.Lock()
+	d.base = snap
+	d.swapMu.Unlock()
+	d.applyHealth()
 	d.level.Set(parseLevel(cfg.Log.Level))
 	d.admin.SetToken(cfg.HTTP.Token, cfg.HTTP.AllowUnauthenticatedLoopback)
 	d.cfg = cfg

@@ -30,6 +30,7 @@ type Options struct {
 	Gatherer  prometheus.Gatherer
 	Reloader  Reloader
 	Snapshots SnapshotSource
+	Health    Health
 	// Token guards every write; empty means writes are refused unless
 	// AllowUnauthenticated is set (which config permits only on loopback).
 	Token                string
@@ -67,6 +68,7 @@ func New(opts Options) *Handler {
 	if opts.Snapshots != nil {
 		h.mux.HandleFunc("GET /api/v1/explain", h.explain)
 	}
+	h.registerHealth()
 	return h
 }
 

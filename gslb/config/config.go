@@ -14,14 +14,17 @@ type Config struct {
 	// File is the path the configuration was read from; errors name it.
 	File string `mapstructure:"-"`
 
-	Instance    Instance     `mapstructure:"instance"`
-	Log         Log          `mapstructure:"log"`
-	DNS         DNS          `mapstructure:"dns"`
-	HTTP        HTTP         `mapstructure:"http"`
-	IDGen       IDGen        `mapstructure:"idgen"`
-	GeoIP       GeoIP        `mapstructure:"geoip"`
-	Datacenters []Datacenter `mapstructure:"datacenters"`
-	Zones       []Zone       `mapstructure:"zones"`
+	Instance Instance `mapstructure:"instance"`
+	Log      Log      `mapstructure:"log"`
+	DNS      DNS      `mapstructure:"dns"`
+	HTTP     HTTP     `mapstructure:"http"`
+	IDGen    IDGen    `mapstructure:"idgen"`
+	GeoIP    GeoIP    `mapstructure:"geoip"`
+	Health   Health   `mapstructure:"health"`
+	// HealthChecks are named probe definitions endpoints refer to.
+	HealthChecks map[string]*HealthCheck `mapstructure:"health_checks"`
+	Datacenters  []Datacenter            `mapstructure:"datacenters"`
+	Zones        []Zone                  `mapstructure:"zones"`
 
 	sources map[string]string
 	// identityDerived: dns.identity.id was not set and took instance.name.
@@ -91,6 +94,77 @@ type GeoIP struct {
 	DefaultLocation Location      `mapstructure:"default_location"`
 }
 
+// Health tunes probing as a whole.
+type Health struct {
+	// MaxInFlight bounds probes running at once across all endpoints.
+	MaxInFlight int `mapstructure:"max_in_flight"`
+	// Jitter spreads each endpoint's probes by up to this fraction of its
+	// interval, so endpoints do not march in lockstep.
+	Jitter float64 `mapstructure:"jitter"`
+	// ColdStartTimeout bounds the first probe round /readyz waits for.
+	ColdStartTimeout time.Duration `mapstructure:"cold_start_timeout"`
+	// Damping holds a flapping endpoint down: more than MaxTransitions
+	// changes within Window, and it must stay healthy for Hold to return.
+	Damping Damping `mapstructure:"damping"`
+	// TTLFactor shortens the TTL of a service while one of its
+	// datacenters is down or changing, never below MinTTL seconds.
+	TTLFactor float64   `mapstructure:"ttl_factor"`
+	MinTTL    uint32    `mapstructure:"min_ttl"`
+	Webhooks  []Webhook `mapstructure:"webhooks"`
+}
+
+// Damping configures flap damping.
+type Damping struct {
+	Window         time.Duration `mapstructure:"window"`
+	MaxTransitions int           `mapstructure:"max_transitions"`
+	Hold           time.Duration `mapstructure:"hold"`
+}
+
+// Webhook receives state-change events as JSON.
+type Webhook struct {
+	URL     string            `mapstructure:"url"`
+	Timeout time.Duration     `mapstructure:"timeout"`
+	Headers map[string]string `mapstructure:"headers"`
+}
+
+// HealthCheck is one named probe definition.
+type HealthCheck struct {
+	Type     string        `mapstructure:"type"` // http, https, tcp, dns
+	Port     uint16        `mapstructure:"port"`
+	Interval time.Duration `mapstructure:"interval"`
+	Timeout  time.Duration `mapstructure:"timeout"`
+	Rise     int           `mapstructure:"rise"`
+	Fall     int           `mapstructure:"fall"`
+
+	// http and https
+	Method       string `mapstructure:"method"`
+	Path         string `mapstructure:"path"`
+	Host         string `mapstructure:"host"`
+	ExpectStatus []int  `mapstructure:"expect_status"`
+	BodyContains string `mapstructure:"body_contains"`
+	BodyLimit    int64  `mapstructure:"body_limit"`
+	TLS          TLS    `mapstructure:"tls"`
+
+	// tcp
+	Send   string `mapstructure:"send"`
+	Expect string `mapstructure:"expect"`
+
+	// dns
+	QueryName     string     `mapstructure:"query_name"`
+	QueryType     string     `mapstructure:"query_type"`
+	ExpectRcode   string     `mapstructure:"expect_rcode"`
+	ExpectAddress netip.Addr `mapstructure:"expect_address"`
+}
+
+// TLS configures an https probe. Verification is on unless turned off.
+type TLS struct {
+	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
+	ServerName         string `mapstructure:"server_name"`
+	CAFile             string `mapstructure:"ca_file"`
+	CertFile           string `mapstructure:"cert_file"`
+	KeyFile            string `mapstructure:"key_file"`
+}
+
 // Location is a place on Earth with the labels policies match on.
 type Location struct {
 	Lat         float64 `mapstructure:"lat"`
@@ -110,13 +184,24 @@ type Datacenter struct {
 	Load     float64       `mapstructure:"load"`
 	Latency  time.Duration `mapstructure:"latency"`
 	// Drain takes the datacenter out of every answer, as if it were down.
-	Drain     bool       `mapstructure:"drain"`
-	Endpoints []Endpoint `mapstructure:"endpoints"`
+	Drain bool `mapstructure:"drain"`
+	// MinHealthy is how many endpoints must be up for the datacenter to
+	// be up.
+	MinHealthy int `mapstructure:"min_healthy"`
+	// SlowStart ramps a recovered datacenter's share of new clients up
+	// over this window instead of all at once.
+	SlowStart time.Duration `mapstructure:"slow_start"`
+	Endpoints []Endpoint    `mapstructure:"endpoints"`
 }
 
 // Endpoint is one address answered for a datacenter.
 type Endpoint struct {
 	Address netip.Addr `mapstructure:"address"`
+	// Check names a health_checks entry; empty: not probed, always up.
+	Check string `mapstructure:"check"`
+	// CheckAddress probes elsewhere than the answered address: an IP,
+	// or IP:port to override the check's port too.
+	CheckAddress string `mapstructure:"check_address"`
 }
 
 // Zone is one zone served authoritatively.
@@ -278,5 +363,10 @@ func defaults() Config {
 		HTTP:  HTTP{Listen: netip.MustParseAddrPort(DefaultHTTPListen)},
 		IDGen: IDGen{Epoch: DefaultEpoch, MaxClockBackwards: DefaultMaxClockBackwards},
 		GeoIP: GeoIP{CacheSize: DefaultGeoCacheSize, ReloadInterval: DefaultGeoReload},
+		Health: Health{
+			MaxInFlight: 256, Jitter: 0.1, ColdStartTimeout: 10 * time.Second,
+			Damping:   Damping{Window: 5 * time.Minute, MaxTransitions: 4, Hold: 2 * time.Minute},
+			TTLFactor: 0.5, MinTTL: 5,
+		},
 	}
 }

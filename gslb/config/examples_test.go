@@ -64,7 +64,10 @@ func TestEveryKeyDocumented(t *testing.T) {
 		"zones[].services[].answers", "zones[].services[].spread", "zones[].services[].when_all_down",
 		"zones[].services[].ratios", "zones[].services[].groups", "zones[].services[].geo",
 		"zones[].services[].networks", "zones[].services[].asn", "zones[].services[].networks_file",
-		"datacenters[].drain")
+		"datacenters[].drain", "datacenters[].min_healthy", "datacenters[].slow_start",
+		"datacenters[].endpoints[].check", "datacenters[].endpoints[].check_address", "health.webhooks",
+		"health_checks.<name>.type", "health_checks.<name>.interval", "health_checks.<name>.timeout",
+		"health_checks.<name>.rise", "health_checks.<name>.fall", "health_checks.<name>.expect_status")
 	for _, k := range keys {
 		if !strings.Contains(doc, "`"+k+"`") {
 			t.Errorf("docs/configuration.md does not document `%s`", k)

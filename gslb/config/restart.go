@@ -20,6 +20,8 @@ var restartOnly = []struct {
 	}},
 	{"log.format", func(c *Config) any { return c.Log.Format }, func(d, s *Config) { d.Log.Format = s.Log.Format }},
 	{"idgen", func(c *Config) any { return c.IDGen }, func(d, s *Config) { d.IDGen = s.IDGen }},
+	{"health.max_in_flight", func(c *Config) any { return c.Health.MaxInFlight }, func(d, s *Config) { d.Health.MaxInFlight = s.Health.MaxInFlight }},
+	{"health.webhooks", func(c *Config) any { return c.Health.Webhooks }, func(d, s *Config) { d.Health.Webhooks = s.Health.Webhooks }},
 }
 
 // KeepRestartOnly makes c, a configuration loaded for a reload, carry the

@@ -200,6 +200,7 @@ func (c *Config) validateProcess(v *validator) {
 		v.add("http.allow_unauthenticated_loopback", "is set but http.listen %s is not a loopback address", c.HTTP.Listen)
 	}
 	c.validateGeoIP(v)
+	c.validateHealth(v)
 	if c.IDGen.MaxClockBackwards < 0 {
 		v.add("idgen.max_clock_backwards", "expected a duration of zero or more, got %s", c.IDGen.MaxClockBackwards)
 	}
