@@ -11,7 +11,16 @@
 // run to run, the ratio between two servers measured back to back much
 // less.
 //
-//	go run ./cmd/dnsbench -gslbd bin/gslbd -duration 10s [-rounds 2] [-qps 20000] [-json FILE]
+// Scenarios (-scenarios, default "static,geo"): "static" queries a static
+// A record, of both the baseline and gslbd; "geo" queries a score service
+// of the same gslbd process with an EDNS Client Subnet that changes with
+// every query, rotating over networks in several regions (dnsperf -B reads
+// pre-built wire-format queries), and is reported as a ratio to gslbd's
+// static figure in the same round; "static-ecs", not run by default, is
+// the static record with the same rotating ECS, which splits the geo
+// scenario's extra cost into EDNS handling and locating and scoring.
+//
+//	go run ./cmd/dnsbench -gslbd bin/gslbd -duration 10s [-rounds 2] [-qps 20000] [-scenarios static,geo] [-json FILE]
 //
 // The baseline is this same binary, run as "dnsbench baseline-server
 // -listen 127.0.0.1:PORT", so that it is a separate process that can be
@@ -33,11 +42,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/miekg/dns"
@@ -71,7 +80,10 @@ type options struct {
 	gslbd       string
 	config      string
 	name        string
+	geoName     string
 	answer      string
+	scenarios   string
+	scens       []string // -scenarios, parsed
 	duration    time.Duration
 	warmup      time.Duration
 	rounds      int
@@ -91,12 +103,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dnsbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.gslbd, "gslbd", "bin/gslbd", "the gslbd binary to measure (make build writes bin/gslbd)")
-	fs.StringVar(&o.config, "config", "configs/bench/static.yaml", "the configuration gslbd serves; its listen addresses are overridden")
-	fs.StringVar(&o.name, "name", "static.bench.example.", "the name queried (type A); a static record in -config")
+	fs.StringVar(&o.config, "config", "configs/bench/geo.yaml", "the configuration gslbd serves; its listen addresses are overridden")
+	fs.StringVar(&o.name, "name", "static.bench.example.", "the name queried (type A) in the static scenarios; a static record in -config")
+	fs.StringVar(&o.geoName, "geo-name", "geo.bench.example.", "the name queried (type A) in the geo scenario; a score service in -config")
+	fs.StringVar(&o.scenarios, "scenarios", "static,geo", "comma-separated scenarios to run: static, geo, static-ecs")
 	fs.StringVar(&o.answer, "answer", "192.0.2.1", "the address the baseline answers for -name; must match -config")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured dnsperf run")
-	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured dnsperf run before each server's measurements (0: none)")
-	fs.IntVar(&o.rounds, "rounds", 2, "rounds, each measuring the baseline then gslbd")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured dnsperf run before each scenario's first measurement on each server (0: none)")
+	fs.IntVar(&o.rounds, "rounds", 2, "rounds, each measuring the baseline then gslbd (every scenario, in alternating order)")
 	fs.IntVar(&o.threads, "T", 2, "dnsperf -T: client threads")
 	fs.IntVar(&o.clients, "c", 8, "dnsperf -c: clients (source ports)")
 	fs.IntVar(&o.outstanding, "q", 128, "dnsperf -q: queries outstanding")
@@ -166,11 +180,47 @@ func (o *options) check() string {
 	if a, err := netip.ParseAddr(o.answer); err != nil || !a.Is4() {
 		return fmt.Sprintf("-answer %q is not an IPv4 address", o.answer)
 	}
-	if _, ok := dns.IsDomainName(o.name); !ok {
-		return fmt.Sprintf("-name %q is not a domain name", o.name)
+	for flag, n := range map[string]*string{"-name": &o.name, "-geo-name": &o.geoName} {
+		if _, ok := dns.IsDomainName(*n); !ok {
+			return fmt.Sprintf("%s %q is not a domain name", flag, *n)
+		}
+		*n = dns.Fqdn(*n)
 	}
-	o.name = dns.Fqdn(o.name)
+	scens, err := parseScenarios(o.scenarios)
+	if err != nil {
+		return err.Error()
+	}
+	o.scens = scens
 	return ""
+}
+
+// Scenarios: what is queried, of which server.
+const (
+	scStatic    = "static"     // -name A, no EDNS: the baseline and gslbd
+	scGeo       = "geo"        // -geo-name A with a rotating ECS: gslbd's score policy
+	scStaticECS = "static-ecs" // -name A with the same rotating ECS: gslbd
+)
+
+var allScenarios = []string{scStatic, scGeo, scStaticECS}
+
+func parseScenarios(s string) ([]string, error) {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		switch {
+		case f == "":
+			continue
+		case !slices.Contains(allScenarios, f):
+			return nil, fmt.Errorf("-scenarios: unknown scenario %q (have %s)", f, strings.Join(allScenarios, ", "))
+		case slices.Contains(out, f):
+			return nil, fmt.Errorf("-scenarios: %q given twice", f)
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("-scenarios: none given")
+	}
+	return out, nil
 }
 
 // bench holds what every run shares.
@@ -179,7 +229,7 @@ type bench struct {
 	args     []string
 	log      io.Writer
 	tmp      string
-	queries  string
+	scen     map[string]*scenario
 	self     string
 	pinned   bool
 	pinNote  string
@@ -221,12 +271,55 @@ func newBench(o options, args []string, log io.Writer) (*bench, error) {
 	if b.tmp, err = os.MkdirTemp("", "dnsbench-"); err != nil {
 		return nil, err
 	}
-	b.queries = filepath.Join(b.tmp, "queries.txt")
-	if err := os.WriteFile(b.queries, []byte(strings.TrimSuffix(o.name, ".")+" A\n"), 0o644); err != nil {
+	if b.scen, err = writeScenarios(b.tmp, b.o.name, b.o.geoName); err != nil {
 		os.RemoveAll(b.tmp)
 		return nil, err
 	}
 	return b, nil
+}
+
+// scenario is what dnsperf sends in one scenario.
+type scenario struct {
+	name   string
+	qname  string
+	file   string // dnsperf -d
+	binary bool   // dnsperf -B: file holds wire-format queries
+}
+
+// writeScenarios writes every scenario's dnsperf input into dir: the
+// static one as dnsperf text ("name A"), the ECS ones as wire-format
+// queries, one per network of ecsNetworks, since dnsperf's -E sets one
+// option for every query and its text format has no per-query options.
+func writeScenarios(dir, name, geoName string) (map[string]*scenario, error) {
+	sc := map[string]*scenario{
+		scStatic:    {name: scStatic, qname: name, file: filepath.Join(dir, "static.txt")},
+		scGeo:       {name: scGeo, qname: geoName, file: filepath.Join(dir, "geo.bin"), binary: true},
+		scStaticECS: {name: scStaticECS, qname: name, file: filepath.Join(dir, "static-ecs.bin"), binary: true},
+	}
+	for _, s := range sc {
+		var err error
+		if s.binary {
+			err = writeWireFile(s.file, s.qname, ecsNetworks)
+		} else {
+			err = os.WriteFile(s.file, []byte(strings.TrimSuffix(s.qname, ".")+" A\n"), 0o644)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return sc, nil
+}
+
+func writeWireFile(path, name string, nets []ecsNetwork) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := writeWireQueries(f, name, dns.TypeA, nets); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
 }
 
 func dnsperfVersion(path string) string {
@@ -241,94 +334,43 @@ func dnsperfVersion(path string) string {
 	return "unknown"
 }
 
-// report is everything one invocation measured; it is also the JSON.
-type report struct {
-	Date     string    `json:"date"`
-	Host     string    `json:"host"`
-	CPUs     int       `json:"cpus"`
-	Go       string    `json:"go"`
-	DNSPerf  string    `json:"dnsperf_version"`
-	Args     []string  `json:"args"`
-	Pinned   bool      `json:"pinned"`
-	PinNote  string    `json:"pinning"`
-	Settings settings  `json:"settings"`
-	Runs     []result  `json:"runs"`
-	Summary  []summary `json:"summary"`
-	Warnings []string  `json:"warnings,omitempty"`
-}
-
-type settings struct {
-	Name        string  `json:"name"`
-	Config      string  `json:"config"`
-	Duration    float64 `json:"duration_s"`
-	Warmup      float64 `json:"warmup_s"`
-	Rounds      int     `json:"rounds"`
-	Threads     int     `json:"dnsperf_threads"`
-	Clients     int     `json:"dnsperf_clients"`
-	Outstanding int     `json:"dnsperf_outstanding"`
-	QPS         int     `json:"fixed_qps,omitempty"`
-}
-
-// result is one measured dnsperf run against one server.
-type result struct {
-	Round     int     `json:"round"`
-	Server    string  `json:"server"`
-	Mode      string  `json:"mode"` // "saturation" or "fixed"
-	Offered   int     `json:"offered_qps,omitempty"`
-	DNSPerf   stats   `json:"dnsperf"`
-	CPUSec    float64 `json:"server_cpu_s"`
-	CPUPerQ   float64 `json:"server_cpu_us_per_query"`
-	ServerPct float64 `json:"server_cpu_percent"`
-	ClientPct float64 `json:"client_cpu_percent"`
-	// OtherPct is the share of the server's core that was busy but not
-	// with the server: other processes on this shared machine, interrupts,
-	// hypervisor steal. Only when pinned; it says how noisy the run was.
-	OtherPct *float64     `json:"server_core_other_percent,omitempty"`
-	Latency  *percentiles `json:"latency,omitempty"`
-}
-
-// summary compares the servers for one mode: medians over rounds, and
-// gslbd/baseline ratios taken within each round, where the two ran
-// seconds apart, then their median.
-type summary struct {
-	Mode             string    `json:"mode"`
-	BaselineQPS      float64   `json:"baseline_qps_median"`
-	GslbdQPS         float64   `json:"gslbd_qps_median"`
-	BaselineCPUPerQ  float64   `json:"baseline_cpu_us_per_query_median"`
-	GslbdCPUPerQ     float64   `json:"gslbd_cpu_us_per_query_median"`
-	QPSRatios        []float64 `json:"qps_ratio_per_round"`
-	CPURatios        []float64 `json:"cpu_per_query_ratio_per_round"`
-	QPSRatio         float64   `json:"qps_ratio_median"`
-	CPURatio         float64   `json:"cpu_per_query_ratio_median"`
-	BaselineP99      float64   `json:"baseline_p99_us_median,omitempty"`
-	GslbdP99         float64   `json:"gslbd_p99_us_median,omitempty"`
-	ServerSaturation bool      `json:"servers_cpu_bound"`
-	// Rounds where neither server's core had over noisyPct% of other work,
-	// and the median ratios over those alone.
-	QuietRounds   []int   `json:"quiet_rounds"`
-	QuietQPSRatio float64 `json:"qps_ratio_quiet_median,omitempty"`
-	QuietCPURatio float64 `json:"cpu_per_query_ratio_quiet_median,omitempty"`
-}
-
 func (b *bench) run(ctx context.Context) (*report, error) {
 	host, _ := os.Hostname()
 	rep := &report{
 		Date: time.Now().UTC().Format(time.RFC3339), Host: host, CPUs: runtime.NumCPU(),
 		Go: runtime.Version(), DNSPerf: b.dnsperfV, Args: b.args, Pinned: b.pinned, PinNote: b.pinNote,
 		Settings: settings{
-			Name: b.o.name, Config: b.o.config, Duration: b.o.duration.Seconds(), Warmup: b.o.warmup.Seconds(),
+			Name: b.o.name, Config: b.o.config, Scenarios: b.o.scens,
+			Duration: b.o.duration.Seconds(), Warmup: b.o.warmup.Seconds(),
 			Rounds: b.o.rounds, Threads: b.o.threads, Clients: b.o.clients, Outstanding: b.o.outstanding, QPS: b.o.qps,
 		},
 	}
+	if slices.Contains(b.o.scens, scGeo) {
+		rep.Settings.GeoName = b.o.geoName
+	}
+	if slices.Contains(b.o.scens, scGeo) || slices.Contains(b.o.scens, scStaticECS) {
+		rep.Settings.ECSNetworks = ecsNetworks
+	}
 	fmt.Fprintf(b.log, "dnsbench: %s\n", b.pinNote)
 	for round := 1; round <= b.o.rounds; round++ {
-		for _, server := range []string{"baseline", "gslbd"} {
+		// The baseline answers the static scenario only: it has no EDNS,
+		// GeoIP or policies.
+		type job struct {
+			server string
+			scens  []string
+		}
+		var jobs []job
+		if slices.Contains(b.o.scens, scStatic) {
+			jobs = append(jobs, job{"baseline", []string{scStatic}})
+		}
+		jobs = append(jobs, job{"gslbd", scenarioOrder(b.o.scens, round)})
+		for _, j := range jobs {
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("interrupted: %w", err)
 			}
-			res, err := b.measure(ctx, round, server)
+			res, err := b.measure(ctx, rep, round, j.server, j.scens)
 			if err != nil {
-				return nil, fmt.Errorf("round %d, %s: %w", round, server, err)
+				return nil, fmt.Errorf("round %d, %s: %w", round, j.server, err)
 			}
 			rep.Runs = append(rep.Runs, res...)
 		}
@@ -337,9 +379,21 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	return rep, nil
 }
 
-// measure starts one server, runs the warm-up and the measured dnsperf
-// runs against it, and stops it.
-func (b *bench) measure(ctx context.Context, round int, server string) (_ []result, err error) {
+// scenarioOrder is the order gslbd's scenarios are measured in a round:
+// as given in odd rounds, reversed in even ones, so that neither is always
+// the one measured first, on a fresh process, or last, on a warmer one.
+func scenarioOrder(scens []string, round int) []string {
+	out := slices.Clone(scens)
+	if round%2 == 0 {
+		slices.Reverse(out)
+	}
+	return out
+}
+
+// measure starts one server, checks the ECS scenarios' answers, runs the
+// warm-up and the measured dnsperf runs of each scenario against it, and
+// stops it. Within a mode the scenarios run back to back, seconds apart.
+func (b *bench) measure(ctx context.Context, rep *report, round int, server string, scens []string) (_ []result, err error) {
 	p, port, err := b.startServer(ctx, server)
 	if err != nil {
 		return nil, err
@@ -349,10 +403,19 @@ func (b *bench) measure(ctx context.Context, round int, server string) (_ []resu
 			err = serr
 		}
 	}()
-	if b.o.warmup > 0 {
-		fmt.Fprintf(b.log, "dnsbench: round %d/%d: %s on port %d: warm-up %s\n", round, b.o.rounds, server, port, b.o.warmup)
-		if _, _, err := b.dnsperfRun(ctx, port, b.o.warmup, 0, fmt.Sprintf("%d-%s-warmup", round, server)); err != nil {
-			return nil, fmt.Errorf("warm-up: %w", err)
+	for _, name := range scens {
+		sc := b.scen[name]
+		if !sc.binary {
+			continue
+		}
+		// Not measured: before the warm-up, so the server's CPU time
+		// counts none of it.
+		answers, err := b.checkECS(ctx, port, sc)
+		if err != nil {
+			return nil, fmt.Errorf("%s scenario: %w", name, err)
+		}
+		if round == 1 {
+			rep.ECSCheck = append(rep.ECSCheck, answers...)
 		}
 	}
 	modes := []int{0}
@@ -360,42 +423,139 @@ func (b *bench) measure(ctx context.Context, round int, server string) (_ []resu
 		modes = append(modes, b.o.qps)
 	}
 	var out []result
-	for _, qps := range modes {
-		r := result{Round: round, Server: server, Mode: "saturation", Offered: qps}
-		if qps > 0 {
-			r.Mode = "fixed"
+	for i, qps := range modes {
+		for _, name := range scens {
+			sc := b.scen[name]
+			if i == 0 && b.o.warmup > 0 {
+				fmt.Fprintf(b.log, "dnsbench: round %d/%d: %s %s on port %d: warm-up %s\n", round, b.o.rounds, server, name, port, b.o.warmup)
+				if _, _, err := b.dnsperfRun(ctx, port, sc, b.o.warmup, 0, fmt.Sprintf("%d-%s-%s-warmup", round, server, name)); err != nil {
+					return nil, fmt.Errorf("%s warm-up: %w", name, err)
+				}
+			}
+			r := result{Round: round, Server: server, Scenario: name, Mode: "saturation", Offered: qps}
+			if qps > 0 {
+				r.Mode = "fixed"
+			}
+			fmt.Fprintf(b.log, "dnsbench: round %d/%d: %s %s on port %d: %s %s\n", round, b.o.rounds, server, name, port, r.Mode, b.o.duration)
+			// gslbd's GeoIP lookups, read outside the CPU window: they say
+			// whether the measured queries were located.
+			g0, gerr0 := p.geoLookups(ctx)
+			t0, err := p.cpuTicks()
+			if err != nil {
+				return nil, err
+			}
+			cb0, ct0, cerr0 := b.serverCoreTicks()
+			w0 := time.Now()
+			st, clientCPU, err := b.dnsperfRun(ctx, port, sc, b.o.duration, qps, fmt.Sprintf("%d-%s-%s-%s", round, server, name, r.Mode))
+			if err != nil {
+				return nil, err
+			}
+			t1, err := p.cpuTicks()
+			if err != nil {
+				return nil, err
+			}
+			wall := time.Since(w0).Seconds()
+			cb1, ct1, cerr1 := b.serverCoreTicks()
+			if g1, gerr1 := p.geoLookups(ctx); gerr0 == nil && gerr1 == nil && p.metricsURL != "" {
+				r.GeoLookups = &geoLookups{Hit: g1.Hit - g0.Hit, Miss: g1.Miss - g0.Miss}
+			} else if p.metricsURL != "" {
+				fmt.Fprintf(b.log, "dnsbench: round %d: %s %s: reading GeoIP lookups from /metrics: %v %v\n", round, server, name, gerr0, gerr1)
+			}
+			if b.pinned && cerr0 == nil && cerr1 == nil && ct1 > ct0 {
+				other := 100 * (float64(cb1-cb0) - float64(t1-t0)) / float64(ct1-ct0)
+				other = max(other, 0) // the two files are read a moment apart
+				r.OtherPct = &other
+			}
+			r.DNSPerf = st
+			r.CPUSec = float64(t1-t0) / clockTicks
+			if st.Completed > 0 {
+				r.CPUPerQ = r.CPUSec * 1e6 / float64(st.Completed)
+			}
+			r.ServerPct = 100 * r.CPUSec / wall
+			r.ClientPct = 100 * clientCPU / wall
+			r.Latency = latencyPercentiles(st.Latencies)
+			out = append(out, r)
 		}
-		fmt.Fprintf(b.log, "dnsbench: round %d/%d: %s on port %d: %s %s\n", round, b.o.rounds, server, port, r.Mode, b.o.duration)
-		t0, err := p.cpuTicks()
+	}
+	return out, nil
+}
+
+// ecsAnswer is what gslbd answered one query of an ECS scenario, checked
+// before the scenario is measured.
+type ecsAnswer struct {
+	Scenario string       `json:"scenario"`
+	Network  netip.Prefix `json:"network"`
+	Place    string       `json:"place"`
+	Answer   []string     `json:"answer"`
+	Scope    int          `json:"ecs_scope"`
+}
+
+// checkECS sends each query of an ECS scenario's dnsperf input, the very
+// bytes dnsperf will send, and checks the answers: NOERROR with A records
+// and the query's subnet echoed; in the geo scenario, answers that differ
+// with the client's region (at least two different ones), so that the
+// measured path is the one that locates the client; in the static-ecs one,
+// the static address every time.
+func (b *bench) checkECS(ctx context.Context, port int, sc *scenario) ([]ecsAnswer, error) {
+	f, err := os.Open(sc.file)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := readWireQueries(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", sc.file, err)
+	}
+	if len(msgs) != len(ecsNetworks) {
+		return nil, fmt.Errorf("%s: %d queries, want %d", sc.file, len(msgs), len(ecsNetworks))
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	dc := &dns.Client{Net: "udp", Timeout: time.Second}
+	distinct := map[string]bool{}
+	var out []ecsAnswer
+	for i, wire := range msgs {
+		q := new(dns.Msg)
+		if err := q.Unpack(wire); err != nil {
+			return nil, fmt.Errorf("query %d: %w", i+1, err)
+		}
+		q.Id = dns.Id()
+		var r *dns.Msg
+		for range 3 { // loopback UDP: a lost datagram is rare, not fatal
+			if r, _, err = dc.ExchangeContext(ctx, q, addr); err == nil || ctx.Err() != nil {
+				break
+			}
+		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s A with ECS %s: %w", sc.qname, ecsNetworks[i].Prefix, err)
 		}
-		cb0, ct0, cerr0 := b.serverCoreTicks()
-		w0 := time.Now()
-		st, clientCPU, err := b.dnsperfRun(ctx, port, b.o.duration, qps, fmt.Sprintf("%d-%s-%s", round, server, r.Mode))
-		if err != nil {
-			return nil, err
+		a := ecsAnswer{Scenario: sc.name, Network: ecsNetworks[i].Prefix, Place: ecsNetworks[i].Place, Answer: []string{}}
+		for _, rr := range r.Answer {
+			if rr, ok := rr.(*dns.A); ok {
+				a.Answer = append(a.Answer, rr.A.String())
+			}
 		}
-		t1, err := p.cpuTicks()
-		if err != nil {
-			return nil, err
+		slices.Sort(a.Answer)
+		switch e := querySubnet(r); {
+		case r.Rcode != dns.RcodeSuccess || len(a.Answer) == 0:
+			return nil, fmt.Errorf("%s A with ECS %s: rcode %s, %d A records: want NOERROR with an address (does -config serve it?)",
+				sc.qname, a.Network, dns.RcodeToString[r.Rcode], len(a.Answer))
+		case e == nil:
+			return nil, fmt.Errorf("%s A with ECS %s: no ECS option in the response", sc.qname, a.Network)
+		default:
+			if p, err := subnetPrefix(e); err != nil || p != a.Network {
+				return nil, fmt.Errorf("%s A with ECS %s: response echoed ECS %v/%d", sc.qname, a.Network, e.Address, e.SourceNetmask)
+			}
+			a.Scope = int(e.SourceScope)
 		}
-		wall := time.Since(w0).Seconds()
-		cb1, ct1, cerr1 := b.serverCoreTicks()
-		if b.pinned && cerr0 == nil && cerr1 == nil && ct1 > ct0 {
-			other := 100 * (float64(cb1-cb0) - float64(t1-t0)) / float64(ct1-ct0)
-			other = max(other, 0) // the two files are read a moment apart
-			r.OtherPct = &other
+		if sc.name == scStaticECS && (len(a.Answer) != 1 || a.Answer[0] != b.o.answer) {
+			return nil, fmt.Errorf("%s A with ECS %s: answered %v, want %s", sc.qname, a.Network, a.Answer, b.o.answer)
 		}
-		r.DNSPerf = st
-		r.CPUSec = float64(t1-t0) / clockTicks
-		if st.Completed > 0 {
-			r.CPUPerQ = r.CPUSec * 1e6 / float64(st.Completed)
-		}
-		r.ServerPct = 100 * r.CPUSec / wall
-		r.ClientPct = 100 * clientCPU / wall
-		r.Latency = latencyPercentiles(st.Latencies)
-		out = append(out, r)
+		distinct[strings.Join(a.Answer, " ")] = true
+		out = append(out, a)
+	}
+	if sc.name == scGeo && len(distinct) < 2 {
+		return nil, fmt.Errorf("%s A: the same answer for clients in every region (%v): -geo-name must be a score service in -config, with a GeoIP database",
+			sc.qname, out[0].Answer)
 	}
 	return out, nil
 }
@@ -428,6 +588,9 @@ func (b *bench) startServer(ctx context.Context, server string) (*proc, int, err
 		p, err := b.startProc(server, argv)
 		if err != nil {
 			return nil, 0, err
+		}
+		if readyURL != "" {
+			p.metricsURL = strings.TrimSuffix(readyURL, "/readyz") + "/metrics"
 		}
 		if err = p.waitReady(ctx, readyURL, dnsAddr, b.o.name, b.o.answer); err == nil {
 			return p, port, nil
@@ -481,11 +644,12 @@ func (b *bench) pinArgv(core int, argv []string) []string {
 // proc is a server process this program started; it is stopped by its
 // PID and nothing else.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // Wait's result, once done is closed
-	out  *tail
+	name       string
+	cmd        *exec.Cmd
+	done       chan struct{}
+	err        error // Wait's result, once done is closed
+	out        *tail
+	metricsURL string // gslbd's /metrics; empty for the baseline
 }
 
 func (b *bench) startProc(name string, argv []string) (*proc, error) {
@@ -563,6 +727,29 @@ func (p *proc) waitReady(ctx context.Context, readyURL, dnsAddr, name, answer st
 	return fmt.Errorf("%s not ready after %d attempts: %v; output: %s", p.name, readyTimeout/every, last, p.out.String())
 }
 
+// geoLookups reads gslbd's gslb_geoip_cache_lookups_total from /metrics;
+// zero for the baseline, which has none.
+func (p *proc) geoLookups(ctx context.Context) (geoLookups, error) {
+	if p.metricsURL == "" {
+		return geoLookups{}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metricsURL, nil)
+	if err != nil {
+		return geoLookups{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return geoLookups{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return geoLookups{}, fmt.Errorf("%s: %s", p.metricsURL, resp.Status)
+	}
+	return parseGeoLookups(io.LimitReader(resp.Body, 16<<20))
+}
+
 func getOK(ctx context.Context, hc *http.Client, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -629,14 +816,20 @@ func (p *proc) stop() error {
 	return fmt.Errorf("%s (pid %d) did not stop within %s of SIGTERM; killed", p.name, p.cmd.Process.Pid, stopGrace)
 }
 
-// dnsperfRun runs dnsperf for d against port, at most qps queries per
-// second when qps > 0, and returns its statistics and its own CPU time.
+// dnsperfRun runs dnsperf for d against port with the scenario's input,
+// at most qps queries per second when qps > 0, and returns its statistics
+// and its own CPU time.
 // Output goes to files and is parsed afterwards, so that this process
 // does no work while the measurement runs.
-func (b *bench) dnsperfRun(ctx context.Context, port int, d time.Duration, qps int, tag string) (stats, float64, error) {
-	argv := []string{b.o.dnsperf, "-s", "127.0.0.1", "-p", strconv.Itoa(port), "-d", b.queries,
+func (b *bench) dnsperfRun(ctx context.Context, port int, sc *scenario, d time.Duration, qps int, tag string) (stats, float64, error) {
+	argv := []string{b.o.dnsperf, "-s", "127.0.0.1", "-p", strconv.Itoa(port), "-d", sc.file,
 		"-l", strconv.FormatFloat(d.Seconds(), 'f', -1, 64),
 		"-T", strconv.Itoa(b.o.threads), "-c", strconv.Itoa(b.o.clients), "-q", strconv.Itoa(b.o.outstanding)}
+	if sc.binary {
+		// Wire-format input: each query its own ECS. dnsperf overwrites
+		// only the ID.
+		argv = append(argv, "-B")
+	}
 	if qps > 0 {
 		// -v prints each query's latency, from which the percentiles come.
 		// Only at a fixed rate: at saturation it would slow the client,
@@ -713,188 +906,6 @@ func (t *tail) String() string {
 		return "(no output)"
 	}
 	return s
-}
-
-// noisyPct is how much of the server's core may go to other work before a
-// run counts as disturbed.
-const noisyPct = 10
-
-func (rep *report) summarise() {
-	var noisy []string
-	for _, r := range rep.Runs {
-		if r.OtherPct != nil && *r.OtherPct > noisyPct {
-			noisy = append(noisy, fmt.Sprintf("round %d %s %s %.0f%%", r.Round, r.Server, r.Mode, *r.OtherPct))
-		}
-		if r.DNSPerf.Lost > 0 {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("round %d %s %s: %d queries lost", r.Round, r.Server, r.Mode, r.DNSPerf.Lost))
-		}
-		if ok := r.DNSPerf.Rcodes["NOERROR"]; ok != r.DNSPerf.Completed {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("round %d %s %s: %d of %d answers were not NOERROR: %v",
-				r.Round, r.Server, r.Mode, r.DNSPerf.Completed-ok, r.DNSPerf.Completed, r.DNSPerf.Rcodes))
-		}
-	}
-	if len(noisy) > 0 {
-		rep.Warnings = append(rep.Warnings, fmt.Sprintf("noisy runs, where over %d%% of the server's core went to other work: %s",
-			noisyPct, strings.Join(noisy, ", ")))
-	}
-	for _, mode := range []string{"saturation", "fixed"} {
-		byRound := map[int]map[string]result{}
-		for _, r := range rep.Runs {
-			if r.Mode == mode {
-				if byRound[r.Round] == nil {
-					byRound[r.Round] = map[string]result{}
-				}
-				byRound[r.Round][r.Server] = r
-			}
-		}
-		if len(byRound) == 0 {
-			continue
-		}
-		s := summary{Mode: mode, ServerSaturation: true}
-		var bq, gq, bc, gc, bp, gp, quietQ, quietC []float64
-		for round := 1; round <= rep.Settings.Rounds; round++ {
-			base, gs := byRound[round]["baseline"], byRound[round]["gslbd"]
-			bq, gq = append(bq, base.DNSPerf.QPS), append(gq, gs.DNSPerf.QPS)
-			bc, gc = append(bc, base.CPUPerQ), append(gc, gs.CPUPerQ)
-			qr, cr := ratio(gs.DNSPerf.QPS, base.DNSPerf.QPS), ratio(gs.CPUPerQ, base.CPUPerQ)
-			s.QPSRatios, s.CPURatios = append(s.QPSRatios, qr), append(s.CPURatios, cr)
-			if base.Latency != nil && gs.Latency != nil {
-				bp, gp = append(bp, base.Latency.P99), append(gp, gs.Latency.P99)
-			}
-			if quiet(base) && quiet(gs) {
-				s.QuietRounds = append(s.QuietRounds, round)
-				quietQ, quietC = append(quietQ, qr), append(quietC, cr)
-			}
-			// Below 90% of its core a server had capacity left: dnsperf or
-			// other load, not the server, set the QPS.
-			if base.ServerPct < 90 || gs.ServerPct < 90 {
-				s.ServerSaturation = false
-			}
-			if base.DNSPerf.ResponseSize != gs.DNSPerf.ResponseSize {
-				rep.Warnings = append(rep.Warnings, fmt.Sprintf("round %d %s: responses differ in size (baseline %d bytes, gslbd %d): not like for like",
-					round, mode, base.DNSPerf.ResponseSize, gs.DNSPerf.ResponseSize))
-			}
-		}
-		s.BaselineQPS, s.GslbdQPS = median(bq), median(gq)
-		s.BaselineCPUPerQ, s.GslbdCPUPerQ = median(bc), median(gc)
-		s.QPSRatio, s.CPURatio = median(s.QPSRatios), median(s.CPURatios)
-		s.QuietQPSRatio, s.QuietCPURatio = median(quietQ), median(quietC)
-		s.BaselineP99, s.GslbdP99 = median(bp), median(gp)
-		switch {
-		case mode != "saturation":
-		case !rep.Pinned:
-			rep.Warnings = append(rep.Warnings, "saturation: not pinned, so the servers and dnsperf competed for the same cores; "+
-				"the ratios are less trustworthy than pinned ones")
-		case !s.ServerSaturation:
-			rep.Warnings = append(rep.Warnings, "saturation: a server used under 90% of its core, so dnsperf or other load limited its QPS; "+
-				"CPU µs/query is the steadier figure then")
-		}
-		rep.Summary = append(rep.Summary, s)
-	}
-}
-
-// quiet reports whether the run had its core (nearly) to itself. Unpinned
-// runs cannot tell, and are never quiet.
-func quiet(r result) bool { return r.OtherPct != nil && *r.OtherPct <= noisyPct }
-
-// ratio is a/b, or 0 when b is 0 (JSON has no NaN).
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return a / b
-}
-
-func (rep *report) print(w io.Writer) {
-	fmt.Fprintf(w, "dnsbench %s: %d CPUs, %s, dnsperf %s, %s\n", rep.Date, rep.CPUs, rep.Go, rep.DNSPerf, rep.PinNote)
-	st := rep.Settings
-	fmt.Fprintf(w, "query %s A; dnsperf -T %d -c %d -q %d; %gs per run after a %gs warm-up; rounds: %d\n\n",
-		st.Name, st.Threads, st.Clients, st.Outstanding, st.Duration, st.Warmup, st.Rounds)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\tserver\tmode\tQPS\tlost\tavg µs\tp50 µs\tp99 µs\tsrv CPU µs/q\tQPS/core\tsrv CPU%\tdnsperf CPU%\tother% srv core\t")
-	for _, r := range rep.Runs {
-		p50, p99, other := "-", "-", "-"
-		if r.OtherPct != nil {
-			other = fmt.Sprintf("%.0f", *r.OtherPct)
-		}
-		if r.Latency != nil {
-			p50, p99 = fmt.Sprintf("%.0f", r.Latency.P50), fmt.Sprintf("%.0f", r.Latency.P99)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f\t%d\t%.0f\t%s\t%s\t%.2f\t%s\t%.0f\t%.0f\t%s\t\n",
-			r.Round, r.Server, mode(r), r.DNSPerf.QPS, r.DNSPerf.Lost, r.DNSPerf.AvgLatency*1e6, p50, p99,
-			r.CPUPerQ, perCore(r), r.ServerPct, r.ClientPct, other)
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
-	for _, s := range rep.Summary {
-		m := s.Mode
-		if m == "fixed" {
-			m = fmt.Sprintf("fixed %d QPS", st.QPS)
-		}
-		fmt.Fprintf(w, "%s, median over rounds (%d):\n", m, len(s.QPSRatios))
-		fmt.Fprintf(w, "  baseline  %8.0f QPS  %6.2f CPU µs/query", s.BaselineQPS, s.BaselineCPUPerQ)
-		if s.BaselineP99 > 0 {
-			fmt.Fprintf(w, "  p99 %.0f µs", s.BaselineP99)
-		}
-		fmt.Fprintf(w, "\n  gslbd     %8.0f QPS  %6.2f CPU µs/query", s.GslbdQPS, s.GslbdCPUPerQ)
-		if s.GslbdP99 > 0 {
-			fmt.Fprintf(w, "  p99 %.0f µs", s.GslbdP99)
-		}
-		fmt.Fprintln(w)
-		fmt.Fprintf(w, "  gslbd/baseline CPU µs/query: %s per round, median %.2f", fmtRatios(s.CPURatios), s.CPURatio)
-		if s.Mode == "saturation" {
-			// 90% of the baseline's ceiling is 1/0.9 of its cost per query.
-			fmt.Fprintf(w, " (aim <= %.2f)\n", 1/0.9)
-			fmt.Fprintf(w, "  gslbd/baseline QPS:          %s per round, median %.2f (aim >= 0.90)\n", fmtRatios(s.QPSRatios), s.QPSRatio)
-		} else {
-			fmt.Fprintln(w)
-		}
-		if rep.Pinned {
-			if len(s.QuietRounds) == 0 {
-				fmt.Fprintf(w, "  quiet rounds (no more than %d%% other work on the server's core for either server): none\n", noisyPct)
-			} else {
-				fmt.Fprintf(w, "  quiet rounds (no more than %d%% other work on the server's core for either server): %s; median CPU ratio %.2f, QPS ratio %.2f\n",
-					noisyPct, fmtInts(s.QuietRounds), s.QuietCPURatio, s.QuietQPSRatio)
-			}
-		}
-	}
-	for _, warn := range rep.Warnings {
-		fmt.Fprintf(w, "warning: %s\n", warn)
-	}
-}
-
-func mode(r result) string {
-	if r.Mode == "fixed" {
-		return fmt.Sprintf("%d/s", r.Offered)
-	}
-	return "sat"
-}
-
-// perCore is the QPS one core would sustain at the cost per query
-// measured at saturation: the server's ceiling, whichever side limited the
-// measured QPS. At a fixed rate the cost includes idle wake-ups and says
-// nothing about the ceiling.
-func perCore(r result) string {
-	if r.Mode != "saturation" || r.CPUPerQ == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.0f", 1e6/r.CPUPerQ)
-}
-
-func fmtInts(v []int) string {
-	s := make([]string, len(v))
-	for i, x := range v {
-		s[i] = strconv.Itoa(x)
-	}
-	return strings.Join(s, " ")
-}
-
-func fmtRatios(v []float64) string {
-	s := make([]string, len(v))
-	for i, x := range v {
-		s[i] = fmt.Sprintf("%.2f", x)
-	}
-	return strings.Join(s, " ")
 }
 
 // baselineServer is the reference: a stock miekg/dns server answering one

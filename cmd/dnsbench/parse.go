@@ -253,3 +253,51 @@ func coreTicks(stat []byte, core int) (busy, total uint64, err error) {
 	}
 	return 0, 0, fmt.Errorf("/proc/stat: no line for cpu%d", core)
 }
+
+// geoLookups counts gslbd's GeoIP location lookups, by whether the
+// client prefix was cached.
+type geoLookups struct {
+	Hit  int64 `json:"hit"`
+	Miss int64 `json:"miss"`
+}
+
+// parseGeoLookups reads gslb_geoip_cache_lookups_total{result="hit"} and
+// {result="miss"} from a Prometheus text exposition. A series not yet
+// exported counts zero.
+func parseGeoLookups(r io.Reader) (geoLookups, error) {
+	const metric = "gslb_geoip_cache_lookups_total{"
+	var g geoLookups
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, metric)
+		if !ok {
+			continue
+		}
+		labels, val, ok := strings.Cut(rest, "} ")
+		if !ok {
+			return g, fmt.Errorf("metrics: %q", line)
+		}
+		var dst *int64
+		switch labels {
+		case `result="hit"`:
+			dst = &g.Hit
+		case `result="miss"`:
+			dst = &g.Miss
+		default:
+			continue
+		}
+		// Counters may be written as floats, 1.234567e+06; a timestamp
+		// may follow.
+		v, err := firstFloat(val)
+		if err != nil || v < 0 || v > math.MaxInt64/2 {
+			return g, fmt.Errorf("metrics: %q: bad value", line)
+		}
+		*dst = int64(v)
+	}
+	if err := sc.Err(); err != nil {
+		return g, fmt.Errorf("reading metrics: %w", err)
+	}
+	return g, nil
+}

@@ -161,3 +161,23 @@ func TestCoreTicks(t *testing.T) {
 		}
 	}
 }
+
+func TestParseGeoLookups(t *testing.T) {
+	in := `# HELP gslb_geoip_cache_lookups_total Client locations asked for, by result: hit (cached for the client prefix) or miss (read from the database).
+# TYPE gslb_geoip_cache_lookups_total counter
+gslb_geoip_cache_lookups_total{result="hit"} 1.234567e+06
+gslb_geoip_cache_lookups_total{result="miss"} 18
+gslb_geoip_database_reloads_total{database="city",result="success"} 1
+`
+	got, err := parseGeoLookups(strings.NewReader(in))
+	if err != nil || got != (geoLookups{Hit: 1234567, Miss: 18}) {
+		t.Errorf("got %+v, %v; want hit 1234567, miss 18", got, err)
+	}
+	// No series yet (nothing located since start): zero, not an error.
+	if got, err := parseGeoLookups(strings.NewReader("gslb_build_info{version=\"dev\"} 1\n")); err != nil || got != (geoLookups{}) {
+		t.Errorf("no series: got %+v, %v", got, err)
+	}
+	if _, err := parseGeoLookups(strings.NewReader(`gslb_geoip_cache_lookups_total{result="hit"} x` + "\n")); err == nil {
+		t.Error("bad value: want an error")
+	}
+}
