@@ -183,9 +183,10 @@ func (s *Snapshot) answerService(z *zone, m *dns.Msg, svc *service, owner string
 // ASN targets first, then the policy; with spillover past full
 // datacenters and the service's fail-open rule when none is up.
 func (s *Snapshot) pick(svc *service, q *request, dst []int) ([]int, int) {
-	up, roomy := false, false
+	up, roomy, ramping := false, false, false
 	for _, i := range svc.datacenters {
 		dc := &s.datacenters[i]
+		ramping = ramping || dc.ramp < 1
 		if dc.Up {
 			up = true
 			roomy = roomy || dc.Load < dc.Capacity && q.admits(dc)
@@ -233,7 +234,8 @@ func (s *Snapshot) pick(svc *service, q *request, dst []int) ([]int, int) {
 				q.trace.setLocation(q.loc, true)
 				q.trace.Location.Source = "network target " + q.trace.Target
 			}
-			return svc.selectDCs(s, q, dst)
+			dst, scope := svc.selectDCs(s, q, dst)
+			return dst, s.narrowScope(svc, q, scope, ramping)
 		}
 		start := len(dst)
 		if dst = pickInOrder(s, nt.dcs, q, svc.want, dst); len(dst) > start {
@@ -241,14 +243,31 @@ func (s *Snapshot) pick(svc *service, q *request, dst []int) ([]int, int) {
 				traceList(s, nt.dcs, q, dst[start:], "first usable datacenter of the target", "later in the target's list")
 				q.trace.Reason = "the client matches " + q.trace.Target
 			}
-			return dst, scope
+			// The other table may hold a longer prefix inside this one.
+			return dst, s.narrowScope(svc, q, scope, ramping)
 		}
 		// The target's datacenters are all unusable: the policy decides.
 		break
 	}
+	start := len(dst)
 	dst, scope := svc.selectDCs(s, q, dst)
+	if svc.sticky && s.affinity != nil && len(dst) > start && q.key.IsValid() {
+		dst, scope = s.applySticky(svc, q, dst, start, scope)
+	}
+	return dst, s.narrowScope(svc, q, scope, ramping)
+}
+
+// narrowScope widens an answer's ECS scope to what else it depended on:
+// a target table's longer prefixes inside it, and, while a datacenter of
+// the service is in slow start, the client prefix whose hash the ramp
+// admitted or not.
+func (s *Snapshot) narrowScope(svc *service, q *request, scope int, ramping bool) int {
 	scope = svc.targets.narrow(q, scope)
-	return dst, svc.fileTargets().narrow(q, scope)
+	scope = svc.fileTargets().narrow(q, scope)
+	if ramping {
+		scope = max(scope, q.keyScope())
+	}
+	return scope
 }
 
 // InZone reports whether name lies at or below the zone's origin.

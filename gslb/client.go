@@ -44,6 +44,15 @@ func clientSubnet(opt *dns.OPT) (ecs *dns.EDNS0_SUBNET, addr netip.Addr, usable,
 			return nil, netip.Addr{}, false, false
 		}
 		addr, bits = a, 128
+		if a.Is4In6() {
+			// An IPv4 client dressed as IPv6: its scope would be counted
+			// in IPv6 bits and cover every mapped client, so it is not
+			// used (echoed with scope 0).
+			if p, _ := addr.Prefix(int(ecs.SourceNetmask)); p.Addr() != addr || int(ecs.SourceNetmask) > bits {
+				return nil, netip.Addr{}, false, false
+			}
+			return ecs, addr, false, true
+		}
 	}
 	if int(ecs.SourceNetmask) > bits {
 		return nil, netip.Addr{}, false, false

@@ -35,6 +35,9 @@ type Snapshot struct {
 	ttls      []uint32
 	ttlFactor float64
 	minTTL    uint32
+
+	affinity       Affinity // nil: no sessions
+	failbackReturn bool
 }
 
 // Datacenter is a site's answerable state as of this snapshot.
@@ -57,6 +60,7 @@ type Datacenter struct {
 	// snapshot may need again.
 	drained             bool
 	cfgLoad, cfgLatency float64
+	cfgA, cfgAAAA       []netip.Addr
 	hash                uint64 // of ID, for rendezvous hashing
 }
 
@@ -96,6 +100,7 @@ type service struct {
 	targets     *targets
 	file        *targetFile
 	index       int // in Snapshot.services and ttls
+	sticky      bool
 }
 
 func (svc *service) fileTargets() *targets {
@@ -140,6 +145,7 @@ func NewSnapshot(cfg *config.Config, locator *geo.Locator) (*Snapshot, error) {
 				d.aaaa = append(d.aaaa, ep.Address)
 			}
 		}
+		d.cfgA, d.cfgAAAA = d.a, d.aaaa
 		s.datacenters = append(s.datacenters, d)
 		dcIndex[dc.ID] = i
 	}
@@ -167,6 +173,9 @@ type DCState struct {
 	Ramp float64
 	// Unsettled shortens the TTL of services that use the datacenter.
 	Unsettled bool
+	// Down lists endpoint addresses that are down: they are left out of
+	// answers while the datacenter itself is up.
+	Down []netip.Addr
 }
 
 // WithHealth returns a snapshot that answers from the given datacenter
@@ -192,9 +201,27 @@ func (s *Snapshot) WithHealth(states map[string]DCState) *Snapshot {
 		}
 		d.ramp = min(max(st.Ramp, 0), 1)
 		d.unsettled = st.Unsettled || d.drained
+		if len(st.Down) > 0 {
+			d.a, d.aaaa = withoutAddrs(d.cfgA, st.Down), withoutAddrs(d.cfgAAAA, st.Down)
+		} else {
+			d.a, d.aaaa = d.cfgA, d.cfgAAAA
+		}
 	}
 	n.computeTTLs()
 	return &n
+}
+
+// withoutAddrs returns addrs less the down ones; when every address of a
+// family is down the datacenter answers none of that family, which is
+// NODATA, not another site's address.
+func withoutAddrs(addrs, down []netip.Addr) []netip.Addr {
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if !slices.Contains(down, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // computeTTLs shortens the TTL of every service with a datacenter that is
@@ -202,7 +229,6 @@ func (s *Snapshot) WithHealth(states map[string]DCState) *Snapshot {
 func (s *Snapshot) computeTTLs() {
 	s.ttls = make([]uint32, len(s.services))
 	for k, svc := range s.services {
-		svc.index = k
 		ttl := svc.ttl
 		for _, i := range svc.datacenters {
 			if s.datacenters[i].unsettled {
@@ -248,7 +274,7 @@ func (s *Snapshot) buildZone(zc *config.Zone, dcIndex map[string]int, hasASNDB b
 	for i := range zc.Services {
 		sc := &zc.Services[i]
 		svc := &service{name: sc.Owner(), zone: zc.Origin, ttl: *sc.TTL, answers: sc.Answers,
-			spread: sc.Spread, whenAllDown: sc.WhenAllDown, want: 1}
+			spread: sc.Spread, whenAllDown: sc.WhenAllDown, want: 1, sticky: sc.Sticky}
 		for _, id := range sc.Datacenters {
 			svc.datacenters = append(svc.datacenters, dcIndex[id])
 		}
@@ -268,6 +294,7 @@ func (s *Snapshot) buildZone(zc *config.Zone, dcIndex map[string]int, hasASNDB b
 			svc.file = f
 			s.targetFiles = append(s.targetFiles, f)
 		}
+		svc.index = len(s.services)
 		s.services = append(s.services, svc)
 		n := z.ensure(svc.name)
 		if len(n.rrsets) > 0 {

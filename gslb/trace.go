@@ -22,7 +22,8 @@ type Trace struct {
 	Zone         string       `json:"zone,omitempty"`
 	Service      string       `json:"service,omitempty"`
 	Policy       string       `json:"policy,omitempty"`
-	Target       string       `json:"target,omitempty"` // the network or ASN target the client matched
+	Target       string       `json:"target,omitempty"`  // the network or ASN target the client matched
+	Session      string       `json:"session,omitempty"` // what the client's session did to the choice
 	Candidates   []Candidate  `json:"candidates,omitempty"`
 	Winners      []string     `json:"winners,omitempty"`
 	Reason       string       `json:"reason,omitempty"`

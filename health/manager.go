@@ -188,6 +188,14 @@ func (m *Manager) Configure(specs []DatacenterSpec) error {
 			if old, ok := oldEps[key]; ok && sameProbe(old.spec, es) {
 				ep.st, ep.next = old.st, old.next
 				old.removed = true
+			} else if ok {
+				// The check changed: measurements start over, but the
+				// endpoint keeps its verdict until the new check gives one;
+				// restarting unknown would count a down endpoint as up.
+				ep.st.state, ep.st.since, ep.st.flapping = old.st.state, old.st.since, old.st.flapping
+				ep.st.transitions, ep.st.stableSince = old.st.transitions, old.st.stableSince
+				ep.st.probes = 0
+				old.removed = true
 			} else {
 				ep.st.since = now
 			}
@@ -204,6 +212,11 @@ func (m *Manager) Configure(specs []DatacenterSpec) error {
 		}
 		m.dcs = append(m.dcs, d)
 		m.byDC[spec.ID] = d
+	}
+	for id := range oldDCs {
+		if _, kept := m.byDC[id]; !kept {
+			m.metrics.dcUp.DeleteLabelValues(id)
+		}
 	}
 	for key, old := range oldEps {
 		if _, kept := m.eps[key]; !kept || !old.removed {
@@ -531,6 +544,9 @@ type DatacenterView struct {
 	// Unsettled: down, ramping, or an endpoint on its way to changing;
 	// answers then carry shorter TTLs.
 	Unsettled bool
+	// Down lists the endpoints that are down (probed or forced), to be
+	// left out of answers.
+	Down []netip.Addr
 }
 
 // View returns the current health.
@@ -548,7 +564,11 @@ func (m *Manager) View() View {
 			if ep.spec.Check != nil && (st.state == Up && st.failures > 0 || st.state == Down && st.successes > 0) {
 				dv.Unsettled = true
 			}
-			if !m.endpointIsUp(ep) || !st.last.OK {
+			if !m.endpointIsUp(ep) {
+				dv.Down = append(dv.Down, ep.key.addr)
+				continue
+			}
+			if !st.last.OK {
 				continue
 			}
 			if !math.IsNaN(st.last.Load) {

@@ -60,7 +60,7 @@ func (d *daemon) applyHealth() {
 	view := d.health.View()
 	states := make(map[string]gslb.DCState, len(view.Datacenters))
 	for id, v := range view.Datacenters {
-		states[id] = gslb.DCState{Up: v.Up, Load: v.Load, LatencyMS: v.LatencyMS, Ramp: v.Ramp, Unsettled: v.Unsettled}
+		states[id] = gslb.DCState{Up: v.Up, Load: v.Load, LatencyMS: v.LatencyMS, Ramp: v.Ramp, Unsettled: v.Unsettled, Down: v.Down}
 	}
 	snap := d.base.WithHealth(states)
 	old := d.dns.Snapshot()
@@ -94,9 +94,12 @@ func (d *daemon) waitReady(ctx context.Context, timeout time.Duration) {
 	start := time.Now()
 	if err := d.health.WaitFirstRound(wctx); err != nil {
 		d.log.Warn(fmt.Sprintf("first probe round not finished after %s; ready anyway, unprobed endpoints count as up", timeout), "err", err)
-		return
+	} else {
+		d.log.Debug("first probe round done", "took", time.Since(start).String())
 	}
-	d.log.Debug("first probe round done", "took", time.Since(start).String())
+	// Publish the round's results before declaring ready: the publisher
+	// runs on its own goroutine and may not have got to them yet.
+	d.applyHealth()
 }
 
 // notify hands a health event to every webhook; it never blocks.

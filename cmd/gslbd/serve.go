@@ -26,6 +26,7 @@ import (
 	"github.com/gslbd/gslbd/gslb/geo"
 	"github.com/gslbd/gslbd/health"
 	"github.com/gslbd/gslbd/idgen"
+	"github.com/gslbd/gslbd/session"
 )
 
 // shutdownGrace bounds how long in-flight queries and HTTP requests may
@@ -85,6 +86,8 @@ type daemon struct {
 
 	health   *health.Manager
 	webhooks []*health.Notifier
+	affinity *session.Affinity // nil: no sticky service
+	closeAff func() error
 	swapMu   sync.Mutex     // orders snapshot swaps from reloads and health
 	base     *gslb.Snapshot // the configuration's snapshot, before health; guarded by swapMu
 	ramping  atomic.Bool
@@ -138,6 +141,10 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 	d.lastReloadOK.Set(1)
 	d.lastReloadOKSec.SetToCurrentTime()
 
+	if d.affinity, d.closeAff, err = d.newAffinity(cfg); err != nil {
+		return nil, err
+	}
+	d.setAffinity(snap, cfg)
 	d.dns = gslb.NewServer(snap, gslb.NewMetrics(d.reg), d.log.With("component", "dns"))
 	d.noteAllDown(nil, snap)
 	d.base = snap
@@ -158,7 +165,8 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 	}
 	d.admin = admin.New(admin.Options{
 		Gatherer: d.reg, Reloader: admin.ReloaderFunc(d.reload), Snapshots: d.dns, Health: d.health,
-		Token: cfg.HTTP.Token, AllowUnauthenticated: cfg.HTTP.AllowUnauthenticatedLoopback,
+		Sessions: d.sessionsAdmin(),
+		Token:    cfg.HTTP.Token, AllowUnauthenticated: cfg.HTTP.AllowUnauthenticatedLoopback,
 	})
 
 	d.listen, err = d.dns.Listen(gslb.ListenConfig{
@@ -194,6 +202,9 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 	for _, w := range d.webhooks {
 		go w.Run(ctx)
 	}
+	if d.affinity != nil {
+		go d.affinity.Run(ctx)
+	}
 	go d.rampTicker(ctx)
 	fatal := make(chan error, 2)
 	go func() {
@@ -210,10 +221,19 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 	for _, a := range d.listen.Addrs() {
 		dnsAddrs = append(dnsAddrs, a.Network()+"/"+a.String())
 	}
-	d.waitReady(ctx, d.cfg.Health.ColdStartTimeout)
-	d.admin.SetReady()
-	d.log.Info("gslbd ready", "version", version, "dns", dnsAddrs, "http", d.httpLn.Addr().String(),
-		"zones", d.dns.Snapshot().Zones())
+	// The cold start waits on its own goroutine, so signals are handled
+	// while it runs: a SIGTERM during a slow first probe round stops the
+	// daemon at once.
+	coldStart := d.cfg.Health.ColdStartTimeout
+	go func() {
+		d.waitReady(ctx, coldStart)
+		if ctx.Err() != nil {
+			return
+		}
+		d.admin.SetReady()
+		d.log.Info("gslbd ready", "version", version, "dns", dnsAddrs, "http", d.httpLn.Addr().String(),
+			"zones", d.dns.Snapshot().Zones())
+	}()
 
 	for {
 		select {
@@ -249,6 +269,9 @@ func (d *daemon) shutdown(code int) int {
 		}
 	}()
 	wg.Wait()
+	if err := d.closeAff(); err != nil {
+		d.log.Warn("closing the session store", "err", err)
+	}
 	d.log.Info("stopped")
 	return code
 }
@@ -293,6 +316,7 @@ func (d *daemon) reload(_ context.Context) error {
 		d.log.Error("configuration reload refused; the previous configuration keeps serving", "event_id", eventID, "err", err)
 		return err
 	}
+	d.setAffinity(snap, cfg)
 	d.swapMu.Lock()
 	d.base = snap
 	d.swapMu.Unlock()
@@ -306,6 +330,21 @@ func (d *daemon) reload(_ context.Context) error {
 	d.log.Info("configuration reloaded", "event_id", eventID, "file", cfg.File,
 		"zones", snap.Zones(), "took", time.Since(start).String())
 	return nil
+}
+
+// setAffinity gives a snapshot the daemon's session store. Sessions are
+// restart-only, so the store outlives reloads.
+func (d *daemon) setAffinity(snap *gslb.Snapshot, cfg *config.Config) {
+	if d.affinity != nil {
+		snap.SetAffinity(d.affinity, cfg.Sessions.Failback == "return")
+	}
+}
+
+func (d *daemon) sessionsAdmin() admin.Sessions {
+	if d.affinity == nil {
+		return nil
+	}
+	return sessionsAdmin{d.affinity}
 }
 
 // noteAllDown logs each service that starts or stops failing open, once

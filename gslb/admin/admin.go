@@ -31,6 +31,7 @@ type Options struct {
 	Reloader  Reloader
 	Snapshots SnapshotSource
 	Health    Health
+	Sessions  Sessions
 	// Token guards every write; empty means writes are refused unless
 	// AllowUnauthenticated is set (which config permits only on loopback).
 	Token                string
@@ -69,6 +70,7 @@ func New(opts Options) *Handler {
 		h.mux.HandleFunc("GET /api/v1/explain", h.explain)
 	}
 	h.registerHealth()
+	h.registerSessions()
 	return h
 }
 

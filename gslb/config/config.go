@@ -21,6 +21,7 @@ type Config struct {
 	IDGen    IDGen    `mapstructure:"idgen"`
 	GeoIP    GeoIP    `mapstructure:"geoip"`
 	Health   Health   `mapstructure:"health"`
+	Sessions Sessions `mapstructure:"sessions"`
 	// HealthChecks are named probe definitions endpoints refer to.
 	HealthChecks map[string]*HealthCheck `mapstructure:"health_checks"`
 	Datacenters  []Datacenter            `mapstructure:"datacenters"`
@@ -92,6 +93,45 @@ type GeoIP struct {
 	// ReloadInterval is how often the files are checked for replacement.
 	ReloadInterval  time.Duration `mapstructure:"reload_interval"`
 	DefaultLocation Location      `mapstructure:"default_location"`
+}
+
+// Sessions configures client affinity for services with sticky: true.
+type Sessions struct {
+	// Store is memory (this instance only) or redis (shared).
+	Store         string        `mapstructure:"store"`
+	TTL           time.Duration `mapstructure:"ttl"`
+	MaxLifetime   time.Duration `mapstructure:"max_lifetime"`
+	TouchInterval time.Duration `mapstructure:"touch_interval"`
+	CacheSize     int           `mapstructure:"cache_size"`
+	// Failback: return sends a displaced client home when its datacenter
+	// recovers; stay keeps it where it went.
+	Failback string       `mapstructure:"failback"`
+	Redis    SessionRedis `mapstructure:"redis"`
+}
+
+// SessionRedis is the shared session store.
+type SessionRedis struct {
+	Addrs        []string      `mapstructure:"addrs"`
+	MasterName   string        `mapstructure:"master_name"`
+	Username     string        `mapstructure:"username"`
+	PasswordFile string        `mapstructure:"password_file"`
+	DB           int           `mapstructure:"db"`
+	KeyPrefix    string        `mapstructure:"key_prefix"`
+	LookupBudget time.Duration `mapstructure:"lookup_budget"`
+	TLS          RedisTLS      `mapstructure:"tls"`
+
+	// Password is read from PasswordFile at load; never logged.
+	Password string `mapstructure:"-"`
+}
+
+// RedisTLS enables TLS to Redis; certificates are verified by default.
+type RedisTLS struct {
+	Enabled            bool   `mapstructure:"enabled"`
+	ServerName         string `mapstructure:"server_name"`
+	CAFile             string `mapstructure:"ca_file"`
+	CertFile           string `mapstructure:"cert_file"`
+	KeyFile            string `mapstructure:"key_file"`
+	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
 }
 
 // Health tunes probing as a whole.
@@ -276,6 +316,9 @@ type Service struct {
 	ASN          []ASNTarget     `mapstructure:"asn"`
 	NetworksFile string          `mapstructure:"networks_file"`
 
+	// Sticky keeps each client prefix on the datacenter it was given.
+	Sticky bool `mapstructure:"sticky"`
+
 	// datacentersDerived: the service did not list datacenters; they were
 	// gathered from its groups, geo map or ratios.
 	datacentersDerived bool
@@ -363,6 +406,11 @@ func defaults() Config {
 		HTTP:  HTTP{Listen: netip.MustParseAddrPort(DefaultHTTPListen)},
 		IDGen: IDGen{Epoch: DefaultEpoch, MaxClockBackwards: DefaultMaxClockBackwards},
 		GeoIP: GeoIP{CacheSize: DefaultGeoCacheSize, ReloadInterval: DefaultGeoReload},
+		Sessions: Sessions{
+			Store: "memory", TTL: time.Hour, MaxLifetime: 24 * time.Hour, TouchInterval: 5 * time.Minute,
+			CacheSize: 100000, Failback: "return",
+			Redis: SessionRedis{Addrs: []string{"127.0.0.1:6379"}, KeyPrefix: "gslb:session:", LookupBudget: 2 * time.Millisecond},
+		},
 		Health: Health{
 			MaxInFlight: 256, Jitter: 0.1, ColdStartTimeout: 10 * time.Second,
 			Damping:   Damping{Window: 5 * time.Minute, MaxTransitions: 4, Hold: 2 * time.Minute},

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -112,6 +115,16 @@ func (c *Config) validateHealth(v *validator) {
 		}
 		if w.Timeout < 0 {
 			v.add(p+".timeout", "expected a positive duration, got %s", w.Timeout)
+		}
+		for _, name := range slices.Sorted(mapsKeys(w.Headers)) {
+			// Names are tokens (RFC 9110); values must not split the
+			// request. The value is never quoted: it may be a secret.
+			if name == "" || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", r) }) {
+				v.add(p+".headers", "%q is not a valid HTTP header name", name)
+			}
+			if strings.ContainsAny(w.Headers[name], "\r\n\x00") {
+				v.add(p+".headers."+name, "the value contains a line break or NUL")
+			}
 		}
 	}
 	for _, name := range slices.Sorted(mapsKeys(c.HealthChecks)) {
@@ -224,21 +237,7 @@ func (c *Config) validateCheck(v *validator, p string, hc *HealthCheck) {
 	if *t != (TLS{}) && hc.Type != "https" {
 		v.add(p+".tls", "applies to https checks, not %s", hc.Type)
 	}
-	for _, f := range []struct {
-		key string
-		p   *string
-	}{{"ca_file", &t.CAFile}, {"cert_file", &t.CertFile}, {"key_file", &t.KeyFile}} {
-		if *f.p == "" {
-			continue
-		}
-		*f.p = resolvePath(c.File, *f.p)
-		if _, err := readSmallFile(*f.p, 1<<20); err != nil {
-			v.add(p+".tls."+f.key, "cannot read %s: %v", *f.p, err)
-		}
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		v.add(p+".tls", "cert_file and key_file go together (a client certificate and its key)")
-	}
+	validateTLSFiles(v, c.File, p+".tls", &t.CAFile, &t.CertFile, &t.KeyFile)
 	if (hc.Send != "" || hc.Expect != "") && hc.Type != "tcp" {
 		v.add(p, "send and expect apply to tcp checks, not %s", hc.Type)
 	}
@@ -254,5 +253,79 @@ func (c *Config) validateCheck(v *validator, p string, hc *HealthCheck) {
 		}
 	} else if hc.QueryName != "" || hc.ExpectAddress.IsValid() {
 		v.add(p, "query_name and expect_address apply to dns checks, not %s", hc.Type)
+	}
+}
+
+func (c *Config) validateSessions(v *validator) {
+	s := &c.Sessions
+	if s.Store != "memory" && s.Store != "redis" {
+		v.add("sessions.store", "%s", oneOf(s.Store, []string{"memory", "redis"}))
+	}
+	if s.TTL < time.Second {
+		v.add("sessions.ttl", "expected at least 1s, got %s", s.TTL)
+	}
+	if s.MaxLifetime != 0 && s.MaxLifetime < s.TTL {
+		v.add("sessions.max_lifetime", "%s is shorter than sessions.ttl %s", s.MaxLifetime, s.TTL)
+	}
+	if s.TouchInterval <= 0 || s.TouchInterval > s.TTL {
+		v.add("sessions.touch_interval", "expected a positive duration up to sessions.ttl, got %s", s.TouchInterval)
+	}
+	if s.CacheSize < 1 {
+		v.add("sessions.cache_size", "expected at least 1, got %d", s.CacheSize)
+	}
+	if s.Failback != "return" && s.Failback != "stay" {
+		v.add("sessions.failback", "%s", oneOf(s.Failback, []string{"return", "stay"}))
+	}
+	r := &s.Redis
+	if s.Store == "redis" && len(r.Addrs) == 0 {
+		v.add("sessions.redis.addrs", "expected at least one host:port")
+	}
+	for i, a := range r.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			v.add(fmt.Sprintf("sessions.redis.addrs[%d]", i), "%q is not host:port", a)
+		}
+	}
+	if r.LookupBudget <= 0 || r.LookupBudget > time.Second {
+		v.add("sessions.redis.lookup_budget", "expected a duration in (0, 1s] (a few ms), got %s", r.LookupBudget)
+	}
+	if r.PasswordFile != "" {
+		r.PasswordFile = resolvePath(c.File, r.PasswordFile)
+		b, err := readSmallFile(r.PasswordFile, 4096)
+		if err != nil {
+			v.add("sessions.redis.password_file", "cannot read %s: %v", r.PasswordFile, err)
+		} else {
+			r.Password = strings.TrimSpace(string(b))
+		}
+	}
+	validateTLSFiles(v, c.File, "sessions.redis.tls", &r.TLS.CAFile, &r.TLS.CertFile, &r.TLS.KeyFile)
+}
+
+// validateTLSFiles resolves and parses TLS files at load time, so a file
+// that is not what it should be is an error naming its key, not a start-up
+// failure after check-config said ok.
+func validateTLSFiles(v *validator, file, p string, ca, cert, key *string) {
+	for _, f := range []struct {
+		key string
+		p   *string
+	}{{"ca_file", ca}, {"cert_file", cert}, {"key_file", key}} {
+		if *f.p != "" {
+			*f.p = resolvePath(file, *f.p)
+		}
+	}
+	if *ca != "" {
+		b, err := readSmallFile(*ca, 1<<20)
+		switch {
+		case err != nil:
+			v.add(p+".ca_file", "cannot read %s: %v", *ca, err)
+		case !x509.NewCertPool().AppendCertsFromPEM(b):
+			v.add(p+".ca_file", "%s holds no PEM certificate", *ca)
+		}
+	}
+	if (*cert == "") != (*key == "") {
+		v.add(p, "cert_file and key_file go together (a client certificate and its key)")
+	} else if *cert != "" {
+		if _, err := tls.LoadX509KeyPair(*cert, *key); err != nil {
+			v.add(p+".cert_file", "%s and %s are not a certificate and its key: %v", *cert, *key, err)
+		}
 	}
 }

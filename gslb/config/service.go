@@ -217,20 +217,20 @@ func validateScore(v *validator, sp string, s *Service) {
 		key string
 		val float64
 	}{{"distance", w.Distance}, {"load", w.Load}, {"latency", w.Latency}} {
-		if t.val < 0 || math.IsNaN(t.val) {
+		if !(t.val >= 0) || math.IsInf(t.val, 1) {
 			v.add(sp+".weights."+t.key, "expected zero or more, got %v", t.val)
 		}
 	}
 	if w.Distance+w.Load+w.Latency <= 0 {
 		v.add(sp+".weights", "at least one weight must be above zero")
 	}
-	if !(*s.DistanceScaleKM > 0) {
+	if !(*s.DistanceScaleKM > 0) || math.IsInf(*s.DistanceScaleKM, 1) {
 		v.add(sp+".distance_scale_km", "expected a positive number, got %v", *s.DistanceScaleKM)
 	}
-	if !(*s.LatencyScaleMS > 0) {
+	if !(*s.LatencyScaleMS > 0) || math.IsInf(*s.LatencyScaleMS, 1) {
 		v.add(sp+".latency_scale_ms", "expected a positive number, got %v", *s.LatencyScaleMS)
 	}
-	if *s.Slack < 0 || *s.Slack > 1 {
+	if !(*s.Slack >= 0 && *s.Slack <= 1) {
 		v.add(sp+".slack", "%v is outside 0..1 (a fraction of the best score)", *s.Slack)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"regexp"
 	"slices"
@@ -201,6 +202,7 @@ func (c *Config) validateProcess(v *validator) {
 	}
 	c.validateGeoIP(v)
 	c.validateHealth(v)
+	c.validateSessions(v)
 	if c.IDGen.MaxClockBackwards < 0 {
 		v.add("idgen.max_clock_backwards", "expected a duration of zero or more, got %s", c.IDGen.MaxClockBackwards)
 	}
@@ -221,10 +223,10 @@ func (c *Config) validateGeoIP(v *validator) {
 }
 
 func validateLocation(v *validator, p string, d *Location) {
-	if d.Lat < -90 || d.Lat > 90 {
+	if !(d.Lat >= -90 && d.Lat <= 90) {
 		v.add(p+".lat", "%v is outside -90..90", d.Lat)
 	}
-	if d.Lon < -180 || d.Lon > 180 {
+	if !(d.Lon >= -180 && d.Lon <= 180) {
 		v.add(p+".lon", "%v is outside -180..180", d.Lon)
 	}
 	if d.Country != "" && !IsCountry(d.Country) {
@@ -251,19 +253,21 @@ func (c *Config) validateDatacenters(v *validator) map[string]int {
 				seen[dc.ID] = i
 			}
 		}
-		if dc.Lat != nil && (*dc.Lat < -90 || *dc.Lat > 90) {
+		// Written as !(in range) so that NaN, which every comparison
+		// fails, is out of range too.
+		if dc.Lat != nil && !(*dc.Lat >= -90 && *dc.Lat <= 90) {
 			v.add(p+".lat", "%v is outside -90..90", *dc.Lat)
 		}
-		if dc.Lon != nil && (*dc.Lon < -180 || *dc.Lon > 180) {
+		if dc.Lon != nil && !(*dc.Lon >= -180 && *dc.Lon <= 180) {
 			v.add(p+".lon", "%v is outside -180..180", *dc.Lon)
 		}
 		if (dc.Lat == nil) != (dc.Lon == nil) {
 			v.add(p, "lat and lon must be given together")
 		}
-		if dc.Capacity <= 0 {
+		if !(dc.Capacity > 0) || math.IsInf(dc.Capacity, 1) {
 			v.add(p+".capacity", "expected a positive number, got %v", dc.Capacity)
 		}
-		if dc.Load < 0 {
+		if !(dc.Load >= 0) || math.IsInf(dc.Load, 1) {
 			v.add(p+".load", "expected zero or more, got %v", dc.Load)
 		}
 		if dc.Latency < 0 {

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/gslbd/gslbd/gslb/config"
+	"github.com/gslbd/gslbd/gslb/geo"
+	"github.com/gslbd/gslbd/session"
+	"github.com/gslbd/gslbd/session/redisstore"
+)
+
+// sessionsAdmin adapts the Affinity to the admin API.
+type sessionsAdmin struct{ *session.Affinity }
+
+// KeyPrefix is the prefix sessions are keyed on: the same as the DNS path's.
+func (sessionsAdmin) KeyPrefix(a netip.Addr) netip.Prefix { return geo.KeyPrefix(a) }
+
+func anySticky(cfg *config.Config) bool {
+	for _, z := range cfg.Zones {
+		for _, s := range z.Services {
+			if s.Sticky {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// newAffinity builds the session store the configuration asks for, or
+// nothing when no service is sticky. An unreachable Redis is no error:
+// gslbd starts, answers without affinity, and uses Redis when it appears.
+func (d *daemon) newAffinity(cfg *config.Config) (*session.Affinity, func() error, error) {
+	if !anySticky(cfg) {
+		return nil, func() error { return nil }, nil
+	}
+	sc := cfg.Sessions
+	opts := session.Options{
+		TTL: sc.TTL, MaxLifetime: sc.MaxLifetime, TouchInterval: sc.TouchInterval, CacheSize: sc.CacheSize,
+		LookupBudget: sc.Redis.LookupBudget, MaxLookups: 64, BreakerFailures: 5, BreakerCooldown: time.Second,
+		IDs: d.ids, Registerer: d.reg, Log: d.log.With("component", "sessions"),
+	}
+	closer := func() error { return nil }
+	switch sc.Store {
+	case "redis":
+		var tlsCfg *tls.Config
+		if t := sc.Redis.TLS; t.Enabled {
+			tlsCfg = &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+			if t.CAFile != "" {
+				pem, err := os.ReadFile(t.CAFile)
+				if err != nil {
+					return nil, nil, err
+				}
+				tlsCfg.RootCAs = x509.NewCertPool()
+				if !tlsCfg.RootCAs.AppendCertsFromPEM(pem) {
+					return nil, nil, fmt.Errorf("sessions.redis.tls.ca_file: %s holds no PEM certificate", t.CAFile)
+				}
+			}
+			if t.CertFile != "" {
+				cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+				if err != nil {
+					return nil, nil, fmt.Errorf("sessions.redis.tls: %w", err)
+				}
+				tlsCfg.Certificates = []tls.Certificate{cert}
+			}
+		}
+		st, err := redisstore.New(redisstore.Options{
+			Addrs: sc.Redis.Addrs, MasterName: sc.Redis.MasterName, Username: sc.Redis.Username,
+			Password: sc.Redis.Password, DB: sc.Redis.DB, TLS: tlsCfg, KeyPrefix: sc.Redis.KeyPrefix,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		opts.Store, opts.Ping, closer = st, st.Ping, st.Close
+	default:
+		opts.Store = session.NewMemoryStore()
+	}
+	return session.New(opts), closer, nil
+}

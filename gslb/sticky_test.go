@@ -1,0 +1,100 @@
+package gslb
+
+import (
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// mapAffinity is an Affinity on a map, as a single instance with a
+// memory store would behave, minus the budget.
+type mapAffinity struct {
+	mu   sync.Mutex
+	pins map[string][2]string // dc, displacedFrom
+	down bool                 // the store is unreachable
+}
+
+func (m *mapAffinity) Sticky(service string, client netip.Prefix, proposal string) (string, string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return "", "", false
+	}
+	k := service + client.String()
+	if p, ok := m.pins[k]; ok {
+		return p[0], p[1], true
+	}
+	m.pins[k] = [2]string{proposal, ""}
+	return proposal, "", true
+}
+
+func (m *mapAffinity) Repin(service string, client netip.Prefix, dc, from string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pins[service+client.String()] = [2]string{dc, from}
+}
+
+func TestStickySessions(t *testing.T) {
+	s := policySnapshot(t)
+	for _, svc := range s.services {
+		svc.sticky = true
+	}
+	aff := &mapAffinity{pins: map[string][2]string{}}
+	s.SetAffinity(aff, true)
+	frankfurt := "89.160.20.7"
+	get := func() string { return strings.Join(ask(t, s, "score", dns.TypeA, frankfurt).addrs, " ") }
+
+	if got := get(); got != "192.0.2.3" {
+		t.Fatalf("placement: got %s, want eu-central", got)
+	}
+	// Scores shift (eu-central gets loaded enough to lose): the client stays.
+	s.dc("eu-central").Load = 900
+	if got := get(); got != "192.0.2.3" {
+		t.Errorf("after scores shift: got %s, want eu-central kept", got)
+	}
+	if r := ask(t, s, "score", dns.TypeA, frankfurt); r.scope != 24 {
+		t.Errorf("sticky answer scope: got %d, want 24 (the session key)", r.scope)
+	}
+	// eu-central goes down: the client moves to the policy's choice and
+	// remembers where it came from.
+	s.dc("eu-central").Up = false
+	if got := get(); got != "192.0.2.1 192.0.2.11" {
+		t.Errorf("pinned datacenter down: got %s, want us-east", got)
+	}
+	if p := aff.pins["score.p.test.89.160.20.0/24"]; p != [2]string{"us-east", "eu-central"} {
+		t.Errorf("pin after the move: %v", p)
+	}
+	// It comes back (in slow start, admitting nobody yet): still away.
+	s.dc("eu-central").Up, s.dc("eu-central").ramp = true, 0
+	if got := get(); got != "192.0.2.1 192.0.2.11" {
+		t.Errorf("home in slow start at 0%%: got %s, want us-east still", got)
+	}
+	// Fully back: failback returns the client home.
+	s.dc("eu-central").ramp = 1
+	if got := get(); got != "192.0.2.3" {
+		t.Errorf("failback: got %s, want eu-central", got)
+	}
+	if p := aff.pins["score.p.test.89.160.20.0/24"]; p != [2]string{"eu-central", ""} {
+		t.Errorf("pin after failback: %v", p)
+	}
+	// With failback: stay, a displaced client stays where it went.
+	s.SetAffinity(aff, false)
+	s.dc("eu-central").Up = false
+	get()
+	s.dc("eu-central").Up = true
+	if got := get(); got != "192.0.2.1 192.0.2.11" {
+		t.Errorf("failback stay: got %s, want us-east kept", got)
+	}
+	// The store unreachable: the policy answers, nothing fails.
+	aff.down = true
+	if r := ask(t, s, "score", dns.TypeA, frankfurt); r.rcode != dns.RcodeSuccess || len(r.addrs) == 0 {
+		t.Errorf("store down: got %v, want the policy's answer", r)
+	}
+	tr := s.ExplainQuery("score.p.test.", dns.TypeA, netip.MustParseAddr(frankfurt), false)
+	if !strings.Contains(tr.Session, "no affinity") {
+		t.Errorf("explain with the store down: session %q", tr.Session)
+	}
+}
