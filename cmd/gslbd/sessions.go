@@ -1,12 +1,19 @@
 package main
 
 import (
+	"context"
+	"errors"
+
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/gslbd/gslbd/gslb/config"
 	"github.com/gslbd/gslbd/gslb/geo"
@@ -75,9 +82,57 @@ func (d *daemon) newAffinity(cfg *config.Config) (*session.Affinity, func() erro
 		if err != nil {
 			return nil, nil, err
 		}
+		st.AddHook(newRoundTrips(d.reg))
 		opts.Store, opts.Ping, closer = st, st.Ping, st.Close
 	default:
 		opts.Store = session.NewMemoryStore()
 	}
 	return session.New(opts), closer, nil
+}
+
+// roundTrips counts Redis round trips (a pipeline is one), so operators
+// can see what sessions cost per query: the DNS path should make at most
+// one, and only for clients the local cache does not hold.
+type roundTrips struct {
+	single, pipeline prometheus.Counter
+	errors           prometheus.Counter
+}
+
+func newRoundTrips(reg prometheus.Registerer) *roundTrips {
+	f := promauto.With(reg)
+	c := f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "gslb", Subsystem: "session", Name: "redis_roundtrips_total",
+		Help: "Round trips to Redis, by kind (command, pipeline).",
+	}, []string{"kind"})
+	return &roundTrips{
+		single: c.WithLabelValues("command"), pipeline: c.WithLabelValues("pipeline"),
+		errors: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "gslb", Subsystem: "session", Name: "redis_errors_total",
+			Help: "Redis round trips that failed (timeouts included).",
+		}),
+	}
+}
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		r.single.Inc()
+		err := next(ctx, cmd)
+		if err != nil && !errors.Is(err, redis.Nil) {
+			r.errors.Inc()
+		}
+		return err
+	}
+}
+
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		r.pipeline.Inc()
+		err := next(ctx, cmds)
+		if err != nil {
+			r.errors.Inc()
+		}
+		return err
+	}
 }

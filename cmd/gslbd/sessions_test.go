@@ -152,3 +152,25 @@ func TestRedisFailureUnderLoad(t *testing.T) {
 		t.Errorf("after delete: got %d, want 404", code)
 	}
 }
+
+// TestRedisAbsentAtStart: gslbd starts and answers with Redis
+// unreachable, and uses Redis once it appears.
+func TestRedisAbsentAtStart(t *testing.T) {
+	rs := redistest.Start(t)
+	rs.RequireReal(t)
+	rs.Kill()
+	d := startDaemon(t, writeConfig(t, t.TempDir(), fmt.Sprintf(stickyConfig, "gslb-a", 1, rs.Addr(), 0, 500)))
+	if got := askFrom(t, d.dns, "203.0.113.0/24"); got != "192.0.2.1" {
+		t.Fatalf("with Redis down: got %q, want the policy's answer", got)
+	}
+	rs.Restart()
+	eventually(t, "a session in Redis", func() bool {
+		askFrom(t, d.dns, "198.51.100.0/24")
+		code, _ := httpDo(t, "GET", "http://"+d.http+"/api/v1/sessions?client=198.51.100.1&service=www.s.test.", "")
+		return code == 200
+	})
+	_, metrics := httpDo(t, "GET", "http://"+d.http+"/metrics", "")
+	if !strings.Contains(metrics, `gslb_session_redis_roundtrips_total{kind="command"}`) {
+		t.Errorf("no round trips counted:\n%s", grep(metrics, "gslb_session"))
+	}
+}
