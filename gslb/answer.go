@@ -154,6 +154,9 @@ func (s *Snapshot) answerService(z *zone, m *dns.Msg, svc *service, owner string
 	// A and AAAA come from the same choice: a picked datacenter without an
 	// address of the asked family gives NODATA, never a different site.
 	before := len(m.Answer)
+	if len(picked) > 0 {
+		q.answered = answered{service: svc.name, datacenter: s.datacenters[picked[0]].ID}
+	}
 	for _, i := range picked {
 		dc := &s.datacenters[i]
 		addrs := dc.a

@@ -19,6 +19,18 @@ type Metrics struct {
 	malformed *prometheus.CounterVec
 	tcpRefuse prometheus.Counter
 	cache     sync.Map // seriesKey -> *querySeries
+	answers   *prometheus.CounterVec
+	answerC   sync.Map // answered -> prometheus.Counter
+}
+
+// answer returns the answers counter for a service and datacenter; both
+// come from configuration, so the series are bounded.
+func (m *Metrics) answer(a answered) prometheus.Counter {
+	if c, ok := m.answerC.Load(a); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := m.answerC.LoadOrStore(a, m.answers.WithLabelValues(a.service, a.datacenter))
+	return c.(prometheus.Counter)
 }
 
 // NewMetrics registers the DNS series with reg.
@@ -47,6 +59,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "gslb", Subsystem: "dns", Name: "malformed_requests_total",
 			Help: "Packets that could not be parsed as a DNS query, by transport.",
 		}, []string{"proto"}),
+		answers: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "gslb", Subsystem: "dns", Name: "answers_total",
+			Help: "Service answers, by service and the datacenter answered first.",
+		}, []string{"service", "datacenter"}),
 		tcpRefuse: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "gslb", Subsystem: "dns", Name: "tcp_connections_refused_total",
 			Help: "TCP connections closed at once because dns.tcp_max_connections were open.",

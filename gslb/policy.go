@@ -55,6 +55,8 @@ type request struct {
 	// Fail-open and spillover: when no datacenter of the service is up,
 	// or every up one is full, policies choose as if they were not.
 	ignoreDown, ignoreFull bool
+	// answered is the service and first datacenter the query got.
+	answered answered
 }
 
 func (q *request) location() *geo.Location {

@@ -65,7 +65,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 	}()
 
-	m, zone := s.snap.Load().Answer(r, addrOf(w.RemoteAddr()), key.proto == "tcp")
+	m, zone, ans := s.snap.Load().answer(r, addrOf(w.RemoteAddr()), key.proto == "tcp", nil)
 	if zone != "" {
 		key.zone = zone
 	}
@@ -78,6 +78,9 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	series.responses.Inc()
 	series.duration.Observe(time.Since(start).Seconds())
+	if ans.datacenter != "" {
+		s.metrics.answer(ans).Inc()
+	}
 }
 
 // Answer computes the response to r from a client at src, and the zone
@@ -85,13 +88,18 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 // free of sockets, so tests, fuzzing and explain run exactly what the
 // listener runs.
 func (s *Snapshot) Answer(r *dns.Msg, src netip.Addr, tcp bool) (*dns.Msg, string) {
-	return s.answer(r, src, tcp, nil)
+	m, zone, _ := s.answer(r, src, tcp, nil)
+	return m, zone
 }
+
+// answered is which service and datacenter a query was answered with,
+// for the answers metric; empty for static data.
+type answered struct{ service, datacenter string }
 
 // Explain answers r as Answer does and reports how the answer was decided.
 func (s *Snapshot) Explain(r *dns.Msg, src netip.Addr) (*dns.Msg, *Trace) {
 	tr := &Trace{}
-	m, zone := s.answer(r, src, false, tr)
+	m, zone, _ := s.answer(r, src, false, tr)
 	tr.Zone = zone
 	tr.Rcode = dns.RcodeToString[m.Rcode]
 	tr.Answer = []string{}
@@ -101,7 +109,7 @@ func (s *Snapshot) Explain(r *dns.Msg, src netip.Addr) (*dns.Msg, *Trace) {
 	return m, tr
 }
 
-func (s *Snapshot) answer(r *dns.Msg, src netip.Addr, tcp bool, tr *Trace) (*dns.Msg, string) {
+func (s *Snapshot) answer(r *dns.Msg, src netip.Addr, tcp bool, tr *Trace) (*dns.Msg, string, answered) {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	// SetReply keeps only the first question; an echo must carry none when
@@ -119,42 +127,42 @@ func (s *Snapshot) answer(r *dns.Msg, src netip.Addr, tcp bool, tr *Trace) (*dns
 	switch {
 	case optErr || !ecsOK:
 		m.Rcode = dns.RcodeFormatError
-		return m, ""
+		return m, "", answered{}
 	case r.Opcode != dns.OpcodeQuery:
 		m.Question = nil
 		m.Rcode = dns.RcodeNotImplemented
-		return m, ""
+		return m, "", answered{}
 	case len(r.Question) != 1:
 		m.Question = nil
 		m.Rcode = dns.RcodeFormatError
-		return m, ""
+		return m, "", answered{}
 	case reqOPT != nil && reqOPT.Version() != 0:
 		// BADVERS lives in the OPT's extended rcode; miekg/dns splits it
 		// when packing.
 		m.Rcode = dns.RcodeBadVers
-		return m, ""
+		return m, "", answered{}
 	}
 
 	q := r.Question[0]
 	name := strings.ToLower(q.Name)
 	if q.Qclass == dns.ClassCHAOS {
 		s.answerChaos(m, name, q)
-		return m, ""
+		return m, "", answered{}
 	}
 	if q.Qclass != dns.ClassINET {
 		m.Rcode = dns.RcodeRefused
-		return m, ""
+		return m, "", answered{}
 	}
 	z := s.findZone(name)
 	if z == nil {
 		// Not ours: REFUSED, without AA and without a referral, so gslbd
 		// can never be used as an open resolver or reflector.
 		m.Rcode = dns.RcodeRefused
-		return m, ""
+		return m, "", answered{}
 	}
 	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
 		m.Rcode = dns.RcodeRefused
-		return m, z.origin
+		return m, z.origin, answered{}
 	}
 	cq := request{client: src, snap: s, trace: tr}
 	if ecsUsable {
@@ -187,7 +195,7 @@ func (s *Snapshot) answer(r *dns.Msg, src netip.Addr, tcp bool, tr *Trace) (*dns
 	if !tcp {
 		m.Truncate(s.clientUDPSize(reqOPT))
 	}
-	return m, z.origin
+	return m, z.origin, cq.answered
 }
 
 func geoKey(a netip.Addr) netip.Prefix {
