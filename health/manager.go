@@ -522,6 +522,14 @@ func (m *Manager) Override(dc, endpoint, state, reason string) error {
 	return nil
 }
 
+// HasOverride reports whether a datacenter has an operator override.
+func (m *Manager) HasOverride(dc string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.overrides[epKey{dc: dc}]
+	return ok
+}
+
 // View is the health of every datacenter at one moment, for the DNS
 // snapshot.
 type View struct {

@@ -140,11 +140,14 @@ func TestHTTPSProber(t *testing.T) {
 	target := addrOf(t, srv.Listener.Addr().String())
 	// Verification is on by default: the test server's certificate is
 	// self-signed, so the probe fails...
-	if r := probeOnce(t, httpCheck(func(c *Check) { c.Type = "https" }), target); r.OK || !strings.Contains(r.Err.Error(), "certificate") {
+	// A generous timeout: a TLS handshake under the race detector on a
+	// busy machine can take longer than the other cases' 300ms.
+	slow := func(c *Check) { c.Timeout = 5 * time.Second }
+	if r := probeOnce(t, httpCheck(func(c *Check) { c.Type = "https" }, slow), target); r.OK || !strings.Contains(r.Err.Error(), "certificate") {
 		t.Errorf("self-signed with verification: got OK %t %v, want a certificate error", r.OK, r.Err)
 	}
 	// ...unless the operator turned it off.
-	if r := probeOnce(t, httpCheck(func(c *Check) { c.Type = "https"; c.TLS.InsecureSkipVerify = true }), target); !r.OK {
+	if r := probeOnce(t, httpCheck(func(c *Check) { c.Type = "https"; c.TLS.InsecureSkipVerify = true }, slow), target); !r.OK {
 		t.Errorf("insecure_skip_verify: got %v", r.Err)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"time"
@@ -102,9 +103,34 @@ func (d *daemon) waitReady(ctx context.Context, timeout time.Duration) {
 	d.applyHealth()
 }
 
-// notify hands a health event to every webhook; it never blocks.
+// notify hands a health event to every webhook (it never blocks) and
+// keeps the most recent for the status page.
 func (d *daemon) notify(e health.Event) {
 	for _, w := range d.webhooks {
 		w.Notify(e)
 	}
+	d.evMu.Lock()
+	d.events = append(d.events, e)
+	if len(d.events) > recentEvents {
+		d.events = d.events[len(d.events)-recentEvents:]
+	}
+	d.evMu.Unlock()
+}
+
+// recentEvents bounds the events the status page shows.
+const recentEvents = 20
+
+func (d *daemon) recentEvents() []map[string]any {
+	d.evMu.Lock()
+	defer d.evMu.Unlock()
+	return asMaps(d.events)
+}
+
+// asMaps turns reports into the generic form the status page reads, so
+// the admin package needs no health or drill types.
+func asMaps[T any](v []T) []map[string]any {
+	b, _ := json.Marshal(v)
+	var out []map[string]any
+	_ = json.Unmarshal(b, &out)
+	return out
 }

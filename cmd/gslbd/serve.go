@@ -23,6 +23,7 @@ import (
 	"github.com/gslbd/gslbd/gslb"
 	"github.com/gslbd/gslbd/gslb/admin"
 	"github.com/gslbd/gslbd/gslb/config"
+	"github.com/gslbd/gslbd/gslb/drill"
 	"github.com/gslbd/gslbd/gslb/geo"
 	"github.com/gslbd/gslbd/health"
 	"github.com/gslbd/gslbd/idgen"
@@ -87,6 +88,9 @@ type daemon struct {
 	health   *health.Manager
 	webhooks []*health.Notifier
 	affinity *session.Affinity // nil: no sticky service
+	evMu     sync.Mutex
+	events   []health.Event // the most recent, for the status page
+	drills   *drill.Runner
 	closeAff func() error
 	swapMu   sync.Mutex     // orders snapshot swaps from reloads and health
 	base     *gslb.Snapshot // the configuration's snapshot, before health; guarded by swapMu
@@ -163,10 +167,13 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 	if err := d.health.Configure(healthSpecs(cfg)); err != nil {
 		return nil, err
 	}
+	d.drills = drill.New(drillEnv{d}, d.ids, d.reg)
 	d.admin = admin.New(admin.Options{
 		Gatherer: d.reg, Reloader: admin.ReloaderFunc(d.reload), Snapshots: d.dns, Health: d.health,
-		Sessions: d.sessionsAdmin(),
-		Token:    cfg.HTTP.Token, AllowUnauthenticated: cfg.HTTP.AllowUnauthenticatedLoopback,
+		Sessions: d.sessionsAdmin(), Drills: d.drills,
+		Page: admin.PageOptions{Instance: cfg.Instance.Name, Version: version, Events: d.recentEvents,
+			Drills: func() []map[string]any { return asMaps(d.drills.History()) }},
+		Token: cfg.HTTP.Token, AllowUnauthenticated: cfg.HTTP.AllowUnauthenticatedLoopback,
 	})
 
 	d.listen, err = d.dns.Listen(gslb.ListenConfig{
@@ -205,6 +212,8 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 	if d.affinity != nil {
 		go d.affinity.Run(ctx)
 	}
+	go d.runScheduledDrills(ctx)
+	d.admin.Start(ctx)
 	go d.rampTicker(ctx)
 	fatal := make(chan error, 2)
 	go func() {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gslbd/gslbd/gslb/drill"
 )
 
 // Reloader reloads the configuration and reports the outcome; the error
@@ -32,10 +34,13 @@ type Options struct {
 	Snapshots SnapshotSource
 	Health    Health
 	Sessions  Sessions
+	Drills    *drill.Runner
 	// Token guards every write; empty means writes are refused unless
 	// AllowUnauthenticated is set (which config permits only on loopback).
 	Token                string
 	AllowUnauthenticated bool
+	// Page feeds the status page at GET /.
+	Page PageOptions
 }
 
 // Handler serves the admin API.
@@ -71,6 +76,8 @@ func New(opts Options) *Handler {
 	}
 	h.registerHealth()
 	h.registerSessions()
+	h.registerDrills()
+	h.registerPage()
 	return h
 }
 

@@ -22,6 +22,8 @@ type Config struct {
 	GeoIP    GeoIP    `mapstructure:"geoip"`
 	Health   Health   `mapstructure:"health"`
 	Sessions Sessions `mapstructure:"sessions"`
+	// Drills are scheduled dry-run drills.
+	Drills []DrillSchedule `mapstructure:"drills"`
 	// HealthChecks are named probe definitions endpoints refer to.
 	HealthChecks map[string]*HealthCheck `mapstructure:"health_checks"`
 	Datacenters  []Datacenter            `mapstructure:"datacenters"`
@@ -132,6 +134,15 @@ type RedisTLS struct {
 	CertFile           string `mapstructure:"cert_file"`
 	KeyFile            string `mapstructure:"key_file"`
 	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
+}
+
+// DrillSchedule runs a dry-run drill on a schedule; its outcome is the
+// gslb_drill_last_success metric.
+type DrillSchedule struct {
+	Service string        `mapstructure:"service"`
+	Fail    string        `mapstructure:"fail"`
+	Probes  []string      `mapstructure:"probes"`
+	Every   time.Duration `mapstructure:"every"`
 }
 
 // Health tunes probing as a whole.

@@ -67,7 +67,8 @@ func TestEveryKeyDocumented(t *testing.T) {
 		"datacenters[].drain", "datacenters[].min_healthy", "datacenters[].slow_start",
 		"datacenters[].endpoints[].check", "datacenters[].endpoints[].check_address", "health.webhooks",
 		"health_checks.<name>.type", "health_checks.<name>.interval", "health_checks.<name>.timeout",
-		"zones[].services[].sticky", "health_checks.<name>.rise", "health_checks.<name>.fall", "health_checks.<name>.expect_status")
+		"zones[].services[].sticky", "health_checks.<name>.rise", "drills[].service", "drills[].fail",
+		"drills[].probes", "drills[].every", "health_checks.<name>.fall", "health_checks.<name>.expect_status")
 	for _, k := range keys {
 		if !strings.Contains(doc, "`"+k+"`") {
 			t.Errorf("docs/configuration.md does not document `%s`", k)

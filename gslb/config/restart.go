@@ -20,6 +20,7 @@ var restartOnly = []struct {
 	}},
 	{"log.format", func(c *Config) any { return c.Log.Format }, func(d, s *Config) { d.Log.Format = s.Log.Format }},
 	{"idgen", func(c *Config) any { return c.IDGen }, func(d, s *Config) { d.IDGen = s.IDGen }},
+	{"drills", func(c *Config) any { return c.Drills }, func(d, s *Config) { d.Drills = s.Drills }},
 	{"sessions", func(c *Config) any { return c.Sessions }, func(d, s *Config) { d.Sessions = s.Sessions }},
 	{"health.max_in_flight", func(c *Config) any { return c.Health.MaxInFlight }, func(d, s *Config) { d.Health.MaxInFlight = s.Health.MaxInFlight }},
 	{"health.webhooks", func(c *Config) any { return c.Health.Webhooks }, func(d, s *Config) { d.Health.Webhooks = s.Health.Webhooks }},

@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"net/netip"
 	"os"
 	"regexp"
 	"slices"
@@ -146,6 +147,7 @@ func (c *Config) validate() error {
 	c.validateProcess(v)
 	dcs := c.validateDatacenters(v)
 	c.validateZones(v, dcs)
+	c.validateDrills(v)
 	return errors.Join(v.errs...)
 }
 
@@ -533,4 +535,38 @@ func readSmallFile(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%d bytes, more than the %d a token may have", st.Size(), limit)
 	}
 	return io.ReadAll(io.LimitReader(f, limit))
+}
+
+func (c *Config) validateDrills(v *validator) {
+	for i := range c.Drills {
+		d := &c.Drills[i]
+		p := fmt.Sprintf("drills[%d]", i)
+		d.Service = canonicalName(d.Service)
+		var svc *Service
+		for zi := range c.Zones {
+			for si := range c.Zones[zi].Services {
+				if c.Zones[zi].Services[si].Owner() == d.Service {
+					svc = &c.Zones[zi].Services[si]
+				}
+			}
+		}
+		if svc == nil {
+			v.add(p+".service", "%q is not a configured service (give its full name, such as www.gslb.example.)", d.Service)
+		} else if !slices.Contains(svc.Datacenters, d.Fail) {
+			v.add(p+".fail", "%q is not one of the service's datacenters", d.Fail)
+		}
+		if len(d.Probes) == 0 {
+			v.add(p+".probes", "expected at least one client address or subnet")
+		}
+		for k, pr := range d.Probes {
+			if _, err := netip.ParsePrefix(pr); err != nil {
+				if _, err := netip.ParseAddr(pr); err != nil {
+					v.add(fmt.Sprintf("%s.probes[%d]", p, k), "%q is not an IP address or a subnet", pr)
+				}
+			}
+		}
+		if d.Every < time.Second {
+			v.add(p+".every", "expected at least 1s, got %s", d.Every)
+		}
+	}
 }
