@@ -573,7 +573,12 @@ func (m *Manager) View() View {
 				dv.Unsettled = true
 			}
 			if !m.endpointIsUp(ep) {
-				dv.Down = append(dv.Down, ep.key.addr)
+				// A datacenter an operator forced up answers with its
+				// endpoints whatever their probes say, except those forced
+				// down one by one: forcing up means "send traffic there".
+				if o, forcedUp := m.overrides[epKey{dc: d.spec.ID}]; !forcedUp || o.state != Up || m.overrides[ep.key].state == Down {
+					dv.Down = append(dv.Down, ep.key.addr)
+				}
 				continue
 			}
 			if !st.last.OK {

@@ -32,7 +32,7 @@ Usage:
   gslbd serve        --config FILE [flags]   run the daemon
   gslbd check-config --config FILE           validate a configuration
   gslbd explain      --config FILE NAME CLIENT_IP [--type AAAA]   how NAME is answered for a client
-  gslbd ctl reload   [--config FILE | --addr HOST:PORT] [--token-file FILE]
+  gslbd ctl          status|explain|drain|undrain|auto|sessions|reload|drill|drills [--config FILE | --addr HOST:PORT] [-o json]
   gslbd id new       [--config FILE | --datacenter N --worker N]
   gslbd id parse     ID [--epoch RFC3339]
   gslbd geodb        build --from FILE.csv --out FILE.mmdb | lookup --db FILE.mmdb IP
