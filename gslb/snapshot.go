@@ -38,6 +38,8 @@ type Snapshot struct {
 
 	affinity       Affinity // nil: no sessions
 	failbackReturn bool
+	sessionBits4   int
+	sessionBits6   int
 }
 
 // Datacenter is a site's answerable state as of this snapshot.

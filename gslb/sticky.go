@@ -14,10 +14,26 @@ type Affinity interface {
 }
 
 // SetAffinity gives the snapshot its session store; failbackReturn sends
-// displaced clients home when their datacenter recovers. Call it before
-// the snapshot is published.
-func (s *Snapshot) SetAffinity(a Affinity, failbackReturn bool) {
+// displaced clients home when their datacenter recovers; bits4 and bits6
+// are the client prefix lengths sessions are keyed on (0: /24 and /56).
+// Call it before the snapshot is published.
+func (s *Snapshot) SetAffinity(a Affinity, failbackReturn bool, bits4, bits6 int) {
 	s.affinity, s.failbackReturn = a, failbackReturn
+	s.sessionBits4, s.sessionBits6 = bits4, bits6
+}
+
+// SessionPrefix is the client prefix a session is keyed on.
+func (s *Snapshot) SessionPrefix(client netip.Addr) netip.Prefix {
+	client = client.Unmap()
+	bits := s.sessionBits6
+	if client.Is4() {
+		bits = s.sessionBits4
+	}
+	if bits == 0 {
+		return geoKey(client)
+	}
+	p, _ := client.Prefix(bits)
+	return p
 }
 
 // applySticky puts the client's pinned datacenter first in dst[start:],
@@ -26,7 +42,8 @@ func (s *Snapshot) SetAffinity(a Affinity, failbackReturn bool) {
 // when the datacenter it was displaced from is usable again.
 func (s *Snapshot) applySticky(svc *service, q *request, dst []int, start, scope int) ([]int, int) {
 	proposal := dst[start]
-	dcID, from, ok := s.affinity.Sticky(svc.name, q.key, s.datacenters[proposal].ID)
+	key := s.SessionPrefix(q.client)
+	dcID, from, ok := s.affinity.Sticky(svc.name, key, s.datacenters[proposal].ID)
 	if !ok {
 		if q.trace != nil {
 			q.trace.Session = "no affinity this time (store slow, unreachable or breaker open): the policy's choice"
@@ -39,7 +56,7 @@ func (s *Snapshot) applySticky(svc *service, q *request, dst []int, start, scope
 	switch {
 	case from != "" && homeKnown && s.failbackReturn && q.usable(&s.datacenters[home]):
 		pinned, why = home, "returned home to "+from+", which recovered"
-		s.affinity.Repin(svc.name, q.key, from, "")
+		s.affinity.Repin(svc.name, key, from, "")
 	case known && q.usable(&s.datacenters[pinned]):
 		why = "pinned to " + dcID
 		if dcID == s.datacenters[proposal].ID {
@@ -56,7 +73,7 @@ func (s *Snapshot) applySticky(svc *service, q *request, dst []int, start, scope
 			orig = ""
 		}
 		pinned, why = proposal, "moved from "+dcID+", which cannot take it, to "+s.datacenters[proposal].ID
-		s.affinity.Repin(svc.name, q.key, s.datacenters[proposal].ID, orig)
+		s.affinity.Repin(svc.name, key, s.datacenters[proposal].ID, orig)
 	}
 	if q.trace != nil {
 		q.trace.Session = why
@@ -66,11 +83,11 @@ func (s *Snapshot) applySticky(svc *service, q *request, dst []int, start, scope
 		if dst[k] == pinned {
 			copy(dst[start+1:k+1], dst[start:k])
 			dst[start] = pinned
-			return dst, q.keyScope()
+			return dst, max(scope, key.Bits())
 		}
 	}
 	dst[start] = pinned
-	return dst, q.keyScope()
+	return dst, max(scope, key.Bits())
 }
 
 // serviceDC finds a datacenter of the service by ID.

@@ -43,7 +43,7 @@ func TestStickySessions(t *testing.T) {
 		svc.sticky = true
 	}
 	aff := &mapAffinity{pins: map[string][2]string{}}
-	s.SetAffinity(aff, true)
+	s.SetAffinity(aff, true, 0, 0)
 	frankfurt := "89.160.20.7"
 	get := func() string { return strings.Join(ask(t, s, "score", dns.TypeA, frankfurt).addrs, " ") }
 
@@ -81,7 +81,7 @@ func TestStickySessions(t *testing.T) {
 		t.Errorf("pin after failback: %v", p)
 	}
 	// With failback: stay, a displaced client stays where it went.
-	s.SetAffinity(aff, false)
+	s.SetAffinity(aff, false, 0, 0)
 	s.dc("eu-central").Up = false
 	get()
 	s.dc("eu-central").Up = true
@@ -96,5 +96,22 @@ func TestStickySessions(t *testing.T) {
 	tr := s.ExplainQuery("score.p.test.", dns.TypeA, netip.MustParseAddr(frankfurt), false)
 	if !strings.Contains(tr.Session, "no affinity") {
 		t.Errorf("explain with the store down: session %q", tr.Session)
+	}
+}
+
+// TestSessionPrefix: sessions keyed on a configured prefix length.
+func TestSessionPrefix(t *testing.T) {
+	s := policySnapshot(t)
+	for _, svc := range s.services {
+		svc.sticky = true
+	}
+	aff := &mapAffinity{pins: map[string][2]string{}}
+	s.SetAffinity(aff, true, 16, 48)
+	ask(t, s, "score", dns.TypeA, "89.160.20.7")
+	if _, ok := aff.pins["score.p.test.89.160.0.0/16"]; !ok {
+		t.Errorf("pins: %v, want one keyed on 89.160.0.0/16", aff.pins)
+	}
+	if got := s.SessionPrefix(netip.MustParseAddr("2a02:d000:1:2::1")); got.String() != "2a02:d000:1::/48" {
+		t.Errorf("IPv6 session prefix: got %s", got)
 	}
 }

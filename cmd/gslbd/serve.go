@@ -345,7 +345,7 @@ func (d *daemon) reload(_ context.Context) error {
 // restart-only, so the store outlives reloads.
 func (d *daemon) setAffinity(snap *gslb.Snapshot, cfg *config.Config) {
 	if d.affinity != nil {
-		snap.SetAffinity(d.affinity, cfg.Sessions.Failback == "return")
+		snap.SetAffinity(d.affinity, cfg.Sessions.Failback == "return", cfg.Sessions.PrefixV4, cfg.Sessions.PrefixV6)
 	}
 }
 
@@ -353,7 +353,7 @@ func (d *daemon) sessionsAdmin() admin.Sessions {
 	if d.affinity == nil {
 		return nil
 	}
-	return sessionsAdmin{d.affinity}
+	return sessionsAdmin{d}
 }
 
 // noteAllDown logs each service that starts or stops failing open, once

@@ -16,16 +16,25 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gslbd/gslbd/gslb/config"
-	"github.com/gslbd/gslbd/gslb/geo"
 	"github.com/gslbd/gslbd/session"
 	"github.com/gslbd/gslbd/session/redisstore"
 )
 
 // sessionsAdmin adapts the Affinity to the admin API.
-type sessionsAdmin struct{ *session.Affinity }
+type sessionsAdmin struct{ d *daemon }
+
+func (a sessionsAdmin) SessionJSON(ctx context.Context, service string, client netip.Prefix) (any, bool, error) {
+	return a.d.affinity.SessionJSON(ctx, service, client)
+}
+
+func (a sessionsAdmin) DeleteSession(ctx context.Context, service string, client netip.Prefix) error {
+	return a.d.affinity.DeleteSession(ctx, service, client)
+}
 
 // KeyPrefix is the prefix sessions are keyed on: the same as the DNS path's.
-func (sessionsAdmin) KeyPrefix(a netip.Addr) netip.Prefix { return geo.KeyPrefix(a) }
+func (a sessionsAdmin) KeyPrefix(addr netip.Addr) netip.Prefix {
+	return a.d.dns.Snapshot().SessionPrefix(addr)
+}
 
 func anySticky(cfg *config.Config) bool {
 	for _, z := range cfg.Zones {

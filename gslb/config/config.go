@@ -107,7 +107,11 @@ type Sessions struct {
 	CacheSize     int           `mapstructure:"cache_size"`
 	// Failback: return sends a displaced client home when its datacenter
 	// recovers; stay keeps it where it went.
-	Failback string       `mapstructure:"failback"`
+	Failback string `mapstructure:"failback"`
+	// PrefixV4 and PrefixV6 are the client prefix lengths sessions are
+	// keyed on.
+	PrefixV4 int          `mapstructure:"prefix_v4"`
+	PrefixV6 int          `mapstructure:"prefix_v6"`
 	Redis    SessionRedis `mapstructure:"redis"`
 }
 
@@ -419,7 +423,7 @@ func defaults() Config {
 		GeoIP: GeoIP{CacheSize: DefaultGeoCacheSize, ReloadInterval: DefaultGeoReload},
 		Sessions: Sessions{
 			Store: "memory", TTL: time.Hour, MaxLifetime: 24 * time.Hour, TouchInterval: 5 * time.Minute,
-			CacheSize: 100000, Failback: "return",
+			CacheSize: 100000, Failback: "return", PrefixV4: 24, PrefixV6: 56,
 			Redis: SessionRedis{Addrs: []string{"127.0.0.1:6379"}, KeyPrefix: "gslb:session:", LookupBudget: 2 * time.Millisecond},
 		},
 		Health: Health{

@@ -273,6 +273,12 @@ func (c *Config) validateSessions(v *validator) {
 	if s.CacheSize < 1 {
 		v.add("sessions.cache_size", "expected at least 1, got %d", s.CacheSize)
 	}
+	if s.PrefixV4 < 8 || s.PrefixV4 > 32 {
+		v.add("sessions.prefix_v4", "%d is outside 8..32", s.PrefixV4)
+	}
+	if s.PrefixV6 < 16 || s.PrefixV6 > 128 {
+		v.add("sessions.prefix_v6", "%d is outside 16..128", s.PrefixV6)
+	}
 	if s.Failback != "return" && s.Failback != "stay" {
 		v.add("sessions.failback", "%s", oneOf(s.Failback, []string{"return", "stay"}))
 	}
