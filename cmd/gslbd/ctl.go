@@ -269,6 +269,25 @@ func ctlErrorText(r *ctlResponse, method, path string) string {
 	return text
 }
 
+// get sends a GET and decodes a successful answer into v for the text
+// output. done is true when the command has nothing more to do: there was
+// no answer, the answer was an error (reported), or -o json printed it;
+// code is then the exit code.
+func (c *ctlCmd) get(path string, query url.Values, v any) (code int, done bool) {
+	r, code := c.call(http.MethodGet, path, query, nil)
+	switch {
+	case r == nil:
+		return code, true
+	case !r.ok():
+		return c.fail(r, http.MethodGet, path), true
+	case c.wantJSON():
+		return exitOK, true
+	case !c.decode(r, v):
+		return exitFail, true
+	}
+	return exitOK, false
+}
+
 // decode unmarshals a successful answer for the text output.
 func (c *ctlCmd) decode(r *ctlResponse, v any) bool {
 	if err := json.Unmarshal(r.body, v); err != nil {
@@ -394,19 +413,9 @@ func ctlStatus(c *ctlCmd, args []string) int {
 	if code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
-	const path = "/api/v1/status"
-	r, code := c.call(http.MethodGet, path, nil, nil)
-	switch {
-	case r == nil:
-		return code
-	case !r.ok():
-		return c.fail(r, http.MethodGet, path)
-	case c.wantJSON():
-		return exitOK
-	}
 	var st ctlStatusAnswer
-	if !c.decode(r, &st) {
-		return exitFail
+	if code, done := c.get("/api/v1/status", nil, &st); done {
+		return code
 	}
 	ready := "ready"
 	if !st.Ready {
@@ -512,19 +521,9 @@ func ctlExplain(c *ctlCmd, args []string) int {
 	if *noECS {
 		q.Set("ecs", "false")
 	}
-	const path = "/api/v1/explain"
-	r, code := c.call(http.MethodGet, path, q, nil)
-	switch {
-	case r == nil:
-		return code
-	case !r.ok():
-		return c.fail(r, http.MethodGet, path)
-	case c.wantJSON():
-		return exitOK
-	}
 	var tr gslb.Trace
-	if !c.decode(r, &tr) {
-		return exitFail
+	if code, done := c.get("/api/v1/explain", q, &tr); done {
+		return code
 	}
 	ctlPrintTrace(c.stdout, &tr)
 	return exitOK
@@ -847,21 +846,11 @@ func ctlDrills(c *ctlCmd, args []string) int {
 	if code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
-	const path = "/api/v1/drills"
-	r, code := c.call(http.MethodGet, path, nil, nil)
-	switch {
-	case r == nil:
-		return code
-	case !r.ok():
-		return c.fail(r, http.MethodGet, path)
-	case c.wantJSON():
-		return exitOK
-	}
 	var list struct {
 		Drills []ctlDrillReport `json:"drills"`
 	}
-	if !c.decode(r, &list) {
-		return exitFail
+	if code, done := c.get("/api/v1/drills", nil, &list); done {
+		return code
 	}
 	if len(list.Drills) == 0 {
 		fmt.Fprintln(c.stdout, "no drills yet")
