@@ -4,7 +4,7 @@ package main
 // failing do gslbd's answers move to the backup, and back after it
 // recovers, under dnsperf load.
 //
-//	go run ./cmd/dnsbench failover -gslbd bin/gslbd [-rounds 10] [-qps 5000] [-json FILE]
+//	go run ./cmd/dnsbench failover -gslbd bin/gslbd [-rounds 10] [-qps 5000] [-mode 503|hang|stop] [-json FILE]
 //
 // It starts two HTTP health endpoints in this process (127.0.0.1, free
 // ports), writes a configuration with two datacenters, primary and
@@ -15,22 +15,27 @@ package main
 // miekg/dns client meanwhile asks the name every -poll (10 ms) and
 // records every answer. Each round waits a random part of an interval
 // (so the failure lands anywhere between two probes), makes the
-// primary's endpoint answer 503, waits for the answers to move to the
-// backup and stay there for -hold, makes it answer 200 again, and waits
-// for the answers to come back and stay for -hold. Damping is off in the
-// configuration (health.damping.max_transitions 0): with the default, a
-// fifth transition within 5 minutes would hold the primary down for 2.
+// primary's endpoint fail (-mode: answer 503; hang, so that each probe
+// runs into its timeout; or stop listening, so that it is refused),
+// waits for the answers to move to the backup and stay there for -hold,
+// waits a random part of an interval again, makes the endpoint healthy
+// again, and waits for the answers to come back and stay for -hold.
+// Damping is off in the configuration (health.damping.max_transitions
+// 0): with the default, a fifth transition within 5 minutes would hold
+// the primary down for 2.
 //
 // Reported per round and as medians: "first", from the instant the
 // endpoint changed to the first answer (the poll's reply) with the other
 // address; "all", to the first answer after which every answer in the
-// hold had it; "detect", to the fall-th (or rise-th) probe the endpoint
-// answered after the change, from its own request log; the bound,
-// interval × fall + timeout + jitter for failover, interval × rise +
-// timeout + jitter for failback, where the jitter term is fall (rise)
-// times health.jitter × interval, the most the probes in between can be
-// spread late. Also dnsperf's statistics over the whole run: every
-// response code and lost queries, which should be NOERROR only and none.
+// hold had it; "failed probe #fall" and "good probe #rise", when the
+// endpoint received the fall-th failing (rise-th good) probe in a row
+// after the change, from its own request log (none when stopped); the
+// bound, interval × fall + timeout + jitter for failover, interval ×
+// rise + timeout + jitter for failback, where the jitter term is fall
+// (rise) times health.jitter × interval, the most the probes in between
+// can be spread late. Also dnsperf's statistics over the whole run:
+// every response code and lost queries, which should be NOERROR only
+// and none.
 
 import (
 	"context"
@@ -92,6 +97,7 @@ type foOptions struct {
 	outst    int
 	jsonFile string
 	keep     bool
+	mode     string
 }
 
 func (o *foOptions) check() string {
@@ -114,6 +120,8 @@ func (o *foOptions) check() string {
 		return "-hold must not be negative"
 	case o.threads < 1 || o.clients < 1 || o.outst < 1:
 		return "-T, -c and -q must be positive"
+	case !slices.Contains([]string{"503", "hang", "stop"}, o.mode):
+		return "-mode must be 503, hang or stop"
 	}
 	return ""
 }
@@ -147,6 +155,7 @@ func runFailover(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.outst, "q", 100, "dnsperf -q")
 	fs.StringVar(&o.jsonFile, "json", "", "also write the results to this file as JSON")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configuration, dnsperf output)")
+	fs.StringVar(&o.mode, "mode", "503", "how the primary's endpoint fails: 503 (answers 503), hang (answers nothing: the probe times out), stop (closed: connection refused)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -183,16 +192,23 @@ func runFailover(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// healthServer is one datacenter's health endpoint: 200 or 503 as told,
-// and a log of when each probe was answered and how.
+// healthServer is one datacenter's health endpoint: healthy, or failing
+// in one of the -mode ways, as told, with a log of when each probe
+// arrived and whether it was answered healthy.
 type healthServer struct {
-	srv  *http.Server
-	addr netip.AddrPort
-	up   atomic.Bool
+	addr  netip.AddrPort
+	state atomic.Int32 // a serve* constant
 
 	mu  sync.Mutex
+	srv *http.Server // nil while stopped
 	log []probeHit
 }
+
+const (
+	serveOK   = iota
+	serve503  // answer 503
+	serveHang // answer nothing until the prober gives up
+)
 
 type probeHit struct {
 	At time.Time
@@ -200,25 +216,79 @@ type probeHit struct {
 }
 
 func startHealthServer() (*healthServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	h := &healthServer{}
+	if err := h.listen("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
-	h := &healthServer{addr: netip.MustParseAddrPort(ln.Addr().String())}
-	h.up.Store(true)
-	h.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok := h.up.Load()
-		h.mu.Lock()
-		h.log = append(h.log, probeHit{At: time.Now(), OK: ok})
-		h.mu.Unlock()
-		if !ok {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, `{"status":"ok"}`)
-	})}
-	go h.srv.Serve(ln)
 	return h, nil
+}
+
+// listen serves on addr; "127.0.0.1:0" picks the port the first time,
+// and a restart binds the same one (Go listeners set SO_REUSEADDR).
+func (h *healthServer) listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(h.serve)}
+	h.mu.Lock()
+	h.addr, h.srv = netip.MustParseAddrPort(ln.Addr().String()), srv
+	h.mu.Unlock()
+	go srv.Serve(ln)
+	return nil
+}
+
+func (h *healthServer) serve(w http.ResponseWriter, r *http.Request) {
+	st := h.state.Load()
+	h.mu.Lock()
+	h.log = append(h.log, probeHit{At: time.Now(), OK: st == serveOK})
+	h.mu.Unlock()
+	switch st {
+	case serve503:
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	case serveHang:
+		<-r.Context().Done() // the probe's timeout closes the connection
+	default:
+		io.WriteString(w, `{"status":"ok"}`)
+	}
+}
+
+// fail makes the endpoint fail as mode says: "503", "hang", or "stop"
+// (listener and connections closed: connection refused).
+func (h *healthServer) fail(mode string) {
+	switch mode {
+	case "503":
+		h.state.Store(serve503)
+	case "hang":
+		h.state.Store(serveHang)
+	case "stop":
+		h.mu.Lock()
+		srv := h.srv
+		h.srv = nil
+		h.mu.Unlock()
+		srv.Close()
+	}
+}
+
+// restore makes it healthy again.
+func (h *healthServer) restore() error {
+	h.state.Store(serveOK)
+	h.mu.Lock()
+	stopped := h.srv == nil
+	h.mu.Unlock()
+	if stopped {
+		return h.listen(h.addr.String())
+	}
+	return nil
+}
+
+func (h *healthServer) close() {
+	h.mu.Lock()
+	srv := h.srv
+	h.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+	}
 }
 
 func (h *healthServer) hits() []probeHit {
@@ -342,10 +412,10 @@ type move struct {
 	// First: from the change to the reply of the first poll answered with
 	// the new address; All: to the reply of the first poll from which on
 	// every answer had it. -1: never.
-	First, All time.Duration
+	First, All time.Duration `json:"-"` // in foRound, as seconds
 	// Flips counts answers with the new address followed again by one
 	// without it (should be 0).
-	Flips int
+	Flips int `json:"flips"`
 }
 
 // analyse reads the polls sent since the change at t0, until the next
@@ -406,8 +476,8 @@ type foRound struct {
 	UpAt      time.Time `json:"up_at"`
 	Failover  move      `json:"failover"`
 	Failback  move      `json:"failback"`
-	DetectDn  float64   `json:"failover_detect_s"` // the fall-th 503 served
-	DetectUp  float64   `json:"failback_detect_s"` // the rise-th 200 served
+	DetectDn  float64   `json:"failover_detect_s"` // the fall-th failing probe received
+	DetectUp  float64   `json:"failback_detect_s"` // the rise-th good probe received
 	FailoverS float64   `json:"failover_first_s"`
 	FailAllS  float64   `json:"failover_all_s"`
 	FailbackS float64   `json:"failback_first_s"`
@@ -416,19 +486,32 @@ type foRound struct {
 }
 
 type foReport struct {
-	Date     string    `json:"date"`
-	Host     string    `json:"host"`
-	CPUs     int       `json:"cpus"`
-	Go       string    `json:"go"`
-	DNSPerf  string    `json:"dnsperf_version"`
-	Args     []string  `json:"args"`
-	Check    string    `json:"check"`
-	QPS      int       `json:"dnsperf_qps"`
-	BoundDn  float64   `json:"failover_bound_s"`
-	BoundUp  float64   `json:"failback_bound_s"`
-	Rounds   []foRound `json:"rounds"`
-	Median   struct{ FailoverFirst, FailoverAll, FailoverDetect, FailbackFirst, FailbackAll, FailbackDetect float64 }
-	Max      struct{ FailoverAll, FailbackAll float64 }
+	Date    string    `json:"date"`
+	Host    string    `json:"host"`
+	CPUs    int       `json:"cpus"`
+	Go      string    `json:"go"`
+	DNSPerf string    `json:"dnsperf_version"`
+	Args    []string  `json:"args"`
+	Check   string    `json:"check"`
+	Mode    string    `json:"mode"`
+	Fall    int       `json:"fall"`
+	Rise    int       `json:"rise"`
+	QPS     int       `json:"dnsperf_qps"`
+	BoundDn float64   `json:"failover_bound_s"`
+	BoundUp float64   `json:"failback_bound_s"`
+	Rounds  []foRound `json:"rounds"`
+	Median  struct {
+		FailoverFirst  float64 `json:"failover_first_s"`
+		FailoverAll    float64 `json:"failover_all_s"`
+		FailoverDetect float64 `json:"failover_detect_s"`
+		FailbackFirst  float64 `json:"failback_first_s"`
+		FailbackAll    float64 `json:"failback_all_s"`
+		FailbackDetect float64 `json:"failback_detect_s"`
+	} `json:"median"`
+	Max struct {
+		FailoverAll float64 `json:"failover_all_s"`
+		FailbackAll float64 `json:"failback_all_s"`
+	} `json:"max"`
 	Polls    int            `json:"polls"`
 	PollErrs int            `json:"poll_errors"`
 	PollRC   map[string]int `json:"poll_rcodes"`
@@ -444,7 +527,7 @@ type foReport struct {
 func failover(ctx context.Context, o foOptions, args []string, log io.Writer) (*foReport, error) {
 	host, _ := os.Hostname()
 	rep := &foReport{Date: time.Now().UTC().Format(time.RFC3339), Host: host, CPUs: runtime.NumCPU(), Go: runtime.Version(),
-		Args: args, QPS: o.qps, PollRC: map[string]int{},
+		Args: args, QPS: o.qps, PollRC: map[string]int{}, Fall: o.fall, Rise: o.rise, Mode: o.mode,
 		Check: fmt.Sprintf("http, interval %s, timeout %s, fall %d, rise %d, jitter %v", o.interval, o.timeout, o.fall, o.rise, o.jitter)}
 	bDown, bUp := o.bounds()
 	rep.BoundDn, rep.BoundUp = bDown.Seconds(), bUp.Seconds()
@@ -473,12 +556,12 @@ func failover(ctx context.Context, o foOptions, args []string, log io.Writer) (*
 	if err != nil {
 		return nil, err
 	}
-	defer primary.srv.Close()
+	defer primary.close()
 	backup, err := startHealthServer()
 	if err != nil {
 		return nil, err
 	}
-	defer backup.srv.Close()
+	defer backup.close()
 	cfg := filepath.Join(tmp, "gslbd.yaml")
 	if err := os.WriteFile(cfg, []byte(failoverConfig(o, primary.addr, backup.addr)), 0o644); err != nil {
 		return nil, err
@@ -531,10 +614,16 @@ func failover(ctx context.Context, o foOptions, args []string, log io.Writer) (*
 		// Land the change anywhere between two probes.
 		time.Sleep(time.Duration(rand.Int64N(int64(o.interval))))
 		rd := foRound{Round: r, DownAt: time.Now()}
-		primary.up.Store(false)
+		primary.fail(o.mode)
 		moved := pl.waitMoved(ctx, rd.DownAt, foBackup, o.hold, 3*bDown+o.hold)
+		// The hold ended a fixed time after the probe that moved the
+		// answers: land the recovery anywhere between two probes too.
+		time.Sleep(time.Duration(rand.Int64N(int64(o.interval))))
 		rd.UpAt = time.Now()
-		primary.up.Store(true)
+		if err := primary.restore(); err != nil {
+			runErr = fmt.Errorf("round %d: restarting the primary's health endpoint on %s: %w", r, primary.addr, err)
+			break
+		}
 		if !moved {
 			rd.Note = fmt.Sprintf("answers did not stay on the backup for %s within %s", o.hold, 3*bDown+o.hold)
 		}
@@ -554,7 +643,7 @@ func failover(ctx context.Context, o foOptions, args []string, log io.Writer) (*
 		rd.FailoverS, rd.FailAllS = secs(rd.Failover.First), secs(rd.Failover.All)
 		rd.FailbackS, rd.BackAllS = secs(rd.Failback.First), secs(rd.Failback.All)
 		rep.Rounds = append(rep.Rounds, rd)
-		fmt.Fprintf(log, "dnsbench failover: round %d/%d: failover %.3fs (all %.3fs, %d-th 503 at %.3fs), failback %.3fs (all %.3fs, %d-th 200 at %.3fs) %s\n",
+		fmt.Fprintf(log, "dnsbench failover: round %d/%d: failover %.3fs (all %.3fs, failed probe #%d at %.3fs), failback %.3fs (all %.3fs, good probe #%d at %.3fs) %s\n",
 			r, o.rounds, rd.FailoverS, rd.FailAllS, o.fall, rd.DetectDn, rd.FailbackS, rd.BackAllS, o.rise, rd.DetectUp, rd.Note)
 		if !moved || !back {
 			runErr = fmt.Errorf("round %d: %s", r, rd.Note)
@@ -619,8 +708,14 @@ func (rep *foReport) summarise(o foOptions) {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("round %d: failback took %.3fs, over the bound of %.3fs", r.Round, r.BackAllS, rep.BoundUp))
 		}
 	}
-	rep.Median.FailoverFirst, rep.Median.FailoverAll, rep.Median.FailoverDetect = median(fo), median(foAll), median(foDet)
-	rep.Median.FailbackFirst, rep.Median.FailbackAll, rep.Median.FailbackDetect = median(fb), median(fbAll), median(fbDet)
+	med := func(v []float64) float64 {
+		if len(v) == 0 {
+			return -1 // printed "-"
+		}
+		return median(v)
+	}
+	rep.Median.FailoverFirst, rep.Median.FailoverAll, rep.Median.FailoverDetect = med(fo), med(foAll), med(foDet)
+	rep.Median.FailbackFirst, rep.Median.FailbackAll, rep.Median.FailbackDetect = med(fb), med(fbAll), med(fbDet)
 	if len(foAll) > 0 {
 		rep.Max.FailoverAll = slices.Max(foAll)
 	}
@@ -650,9 +745,10 @@ func (rep *foReport) summarise(o foOptions) {
 
 func (rep *foReport) print(w io.Writer) {
 	fmt.Fprintf(w, "dnsbench failover, %s, %s, %d CPUs, %s, dnsperf %s\n", rep.Date, rep.Host, rep.CPUs, rep.Go, rep.DNSPerf)
-	fmt.Fprintf(w, "check: %s; dnsperf at %d QPS; bounds: failover %.3fs, failback %.3fs\n\n", rep.Check, rep.QPS, rep.BoundDn, rep.BoundUp)
+	fmt.Fprintf(w, "check: %s; the primary fails by: %s; dnsperf at %d QPS; bounds: failover %.3fs, failback %.3fs\n\n",
+		rep.Check, rep.Mode, rep.QPS, rep.BoundDn, rep.BoundUp)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\tfailover first s\tall s\tfall-th 503 s\tfailback first s\tall s\trise-th 200 s\t")
+	fmt.Fprintf(tw, "round\tfailover first s\tall s\tfailed probe #%d s\tfailback first s\tall s\tgood probe #%d s\t\n", rep.Fall, rep.Rise)
 	f := func(v float64) string {
 		if v < 0 {
 			return "-"
