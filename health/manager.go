@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +68,7 @@ type Manager struct {
 	queue     probeQueue
 	overrides map[epKey]override // endpoint overrides; Address invalid: the datacenter's
 	pending   int                // endpoints not yet probed once
+	dirty     atomic.Bool        // a result not yet published
 	first     chan struct{}      // closed when pending reaches zero
 }
 
@@ -280,14 +282,24 @@ func (m *Manager) Run(ctx context.Context) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// Changes that matter to answers publish at once; round-trip
+		// drift is published at most once a second, which keeps a
+		// snapshot rebuild from following every one of thousands of
+		// probes a second.
+		refresh := time.NewTicker(time.Second)
+		defer refresh.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-m.publish:
-				if m.opts.OnChange != nil {
-					m.opts.OnChange()
+			case <-refresh.C:
+				if !m.dirty.Swap(false) {
+					continue
 				}
+			}
+			if m.opts.OnChange != nil {
+				m.opts.OnChange()
 			}
 		}
 	}()
@@ -353,7 +365,15 @@ func (m *Manager) probe(ctx context.Context, ep *endpoint) {
 		return
 	}
 	first := ep.st.probes == 0
+	prev := ep.st.last
+	wasPending := ep.st.failures > 0 || (ep.st.state == Down && ep.st.successes > 0)
 	changed, why := ep.st.observe(r, now, c.Rise, c.Fall, m.opts.Damping)
+	// What answers depend on right away: state, the reported load and
+	// latency, and whether an endpoint is on its way to changing (which
+	// shortens TTLs). The round-trip averages move with every probe and
+	// reach the snapshot within a second instead.
+	isPending := ep.st.failures > 0 || (ep.st.state == Down && ep.st.successes > 0)
+	urgent := changed || first || wasPending != isPending || !sameReport(prev.Load, r.Load) || !sameReport(prev.LatencyMS, r.LatencyMS)
 	ep.next = start.Add(m.jitter(c.Interval, false))
 	heap.Push(&m.queue, ep)
 	var events []Event
@@ -375,11 +395,16 @@ func (m *Manager) probe(ctx context.Context, ep *endpoint) {
 	events = append(events, m.rollup(m.byDC[ep.key.dc], now)...)
 	m.mu.Unlock()
 	m.emit(events)
-	// Any result may change load, latency or quality; publishing is
-	// coalesced, so this costs one snapshot per burst.
-	m.signal(m.publish)
+	if urgent || len(events) > 0 {
+		m.signal(m.publish)
+	} else {
+		m.dirty.Store(true)
+	}
 	m.signal(m.wake)
 }
+
+// sameReport compares reported values, NaN (not reported) equal to NaN.
+func sameReport(a, b float64) bool { return a == b || (math.IsNaN(a) && math.IsNaN(b)) }
 
 func b2f(b bool) float64 {
 	if b {
@@ -518,7 +543,11 @@ func (m *Manager) Override(dc, endpoint, state, reason string) error {
 	if m.opts.OnEvent != nil {
 		m.opts.OnEvent(events[0])
 	}
-	m.signal(m.publish)
+	// Published before returning, not through the publisher goroutine: an
+	// operator's override must be in the very next answer.
+	if m.opts.OnChange != nil {
+		m.opts.OnChange()
+	}
 	return nil
 }
 
