@@ -58,6 +58,7 @@ type Affinity struct {
 	metrics *metrics
 	breaker breaker
 	corrupt atomic.Bool // logged once
+	local   bool        // the store is in this process (MemoryStore)
 }
 
 type metrics struct {
@@ -88,6 +89,7 @@ func New(o Options) *Affinity {
 		writes: make(chan Session, 10000),
 	}
 	a.breaker.failures, a.breaker.cooldown = max(o.BreakerFailures, 1), o.BreakerCooldown
+	_, a.local = o.Store.(*MemoryStore)
 	f := promauto.With(o.Registerer)
 	m := &metrics{
 		lookups: f.NewCounterVec(prometheus.CounterOpts{
@@ -114,6 +116,7 @@ func New(o Options) *Affinity {
 	m.hit, m.miss, m.created = m.lookups.WithLabelValues("hit"), m.lookups.WithLabelValues("miss"), m.lookups.WithLabelValues("created")
 	m.errored, m.skipped = m.lookups.WithLabelValues("error"), m.lookups.WithLabelValues("skipped")
 	a.metrics = m
+	a.breaker.gauge = m.breakerSt
 	return a
 }
 
@@ -144,10 +147,31 @@ func (a *Affinity) Sticky(service string, client netip.Prefix, proposal string) 
 		a.metrics.skipped.Inc()
 		return "", "", false
 	}
+	fresh := a.newSession(key, proposal, now)
+	if a.local {
+		// An in-process store cannot stall: ask it directly, without the
+		// goroutine, timer and channel a network store needs.
+		<-a.slots
+		got, created, err := a.o.Store.GetOrCreate(context.Background(), fresh, a.o.TTL)
+		if err != nil {
+			a.metrics.errored.Inc()
+			return "", "", false
+		}
+		if !a.fresh(&got, now) {
+			got, created = fresh, true
+			a.enqueue(fresh)
+		}
+		a.cache.put(key, cached{s: got, written: now})
+		if created {
+			a.metrics.created.Inc()
+		} else {
+			a.metrics.miss.Inc()
+		}
+		return got.Datacenter, got.DisplacedFrom, true
+	}
 	// The look-up runs in its own goroutine: the query waits for it only
 	// up to the budget, and a slower answer still lands in the cache for
 	// the client's next query.
-	fresh := a.newSession(key, proposal, now)
 	done := make(chan lookupResult, 1)
 	go func() {
 		defer func() { <-a.slots }()
@@ -329,6 +353,7 @@ func (a *Affinity) Delete(ctx context.Context, service string, client netip.Pref
 // breaker opens after consecutive failures and lets one trial through
 // after the cooldown; while open, the DNS path skips the store entirely.
 type breaker struct {
+	gauge       prometheus.Gauge // follows open, set on every transition
 	mu          sync.Mutex
 	failures    int
 	cooldown    time.Duration
@@ -357,11 +382,17 @@ func (b *breaker) failure(now time.Time) {
 	b.consecutive++
 	if b.consecutive >= b.failures {
 		b.open, b.openUntil = true, now.Add(b.cooldown)
+		if b.gauge != nil {
+			b.gauge.Set(1)
+		}
 	}
 }
 
 func (b *breaker) success() {
 	b.mu.Lock()
+	if b.open && b.gauge != nil {
+		b.gauge.Set(0)
+	}
 	b.consecutive, b.open = 0, false
 	b.mu.Unlock()
 }

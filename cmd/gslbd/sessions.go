@@ -87,6 +87,9 @@ func (d *daemon) newAffinity(cfg *config.Config) (*session.Affinity, func() erro
 		st, err := redisstore.New(redisstore.Options{
 			Addrs: sc.Redis.Addrs, MasterName: sc.Redis.MasterName, Username: sc.Redis.Username,
 			Password: sc.Redis.Password, DB: sc.Redis.DB, TLS: tlsCfg, KeyPrefix: sc.Redis.KeyPrefix,
+			// At least as many connections as look-ups in flight, or the
+			// pool, not Redis, becomes what times out (measured).
+			PoolSize: 2 * opts.MaxLookups,
 		})
 		if err != nil {
 			return nil, nil, err
