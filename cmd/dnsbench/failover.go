@@ -39,7 +39,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -176,11 +175,7 @@ func runFailover(args []string, stdout, stderr io.Writer) int {
 	if rep != nil {
 		rep.print(stdout)
 		if o.jsonFile != "" {
-			out, jerr := json.MarshalIndent(rep, "", "  ")
-			if jerr == nil {
-				jerr = os.WriteFile(o.jsonFile, append(out, '\n'), 0o644)
-			}
-			if jerr != nil && err == nil {
+			if jerr := writeJSONFile(o.jsonFile, rep); jerr != nil && err == nil {
 				err = jerr
 			}
 		}

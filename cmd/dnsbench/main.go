@@ -29,7 +29,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -150,11 +149,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	rep.print(stdout)
 	if o.jsonFile != "" {
-		out, err := json.MarshalIndent(rep, "", "  ")
-		if err == nil {
-			err = os.WriteFile(o.jsonFile, append(out, '\n'), 0o644)
-		}
-		if err != nil {
+		if err := writeJSONFile(o.jsonFile, rep); err != nil {
 			fmt.Fprintf(stderr, "dnsbench: %v\n", err)
 			return exitFail
 		}

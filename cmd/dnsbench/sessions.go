@@ -57,7 +57,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -258,11 +257,7 @@ func runSessions(args []string, stdout, stderr io.Writer) int {
 	}
 	rep.print(stdout)
 	if o.jsonFile != "" {
-		out, err := json.MarshalIndent(rep, "", "  ")
-		if err == nil {
-			err = os.WriteFile(o.jsonFile, append(out, '\n'), 0o644)
-		}
-		if err != nil {
+		if err := writeJSONFile(o.jsonFile, rep); err != nil {
 			fmt.Fprintf(stderr, "dnsbench sessions: %v\n", err)
 			return exitFail
 		}
