@@ -24,6 +24,13 @@ func (p *tcpProber) Probe(ctx context.Context, target netip.AddrPort) Result {
 	if err != nil {
 		return failed(start, "%v", err)
 	}
+	// Close with a reset, as load balancers' TCP checks do: an orderly
+	// close would leave a TIME_WAIT socket behind every probe for a
+	// minute, and thousands of probes a second would fill the kernel's
+	// table (measured: 127,517 after 70 s).
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
