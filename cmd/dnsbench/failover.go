@@ -64,15 +64,6 @@ import (
 	"github.com/miekg/dns"
 )
 
-// init dispatches "dnsbench failover ..." before main parses the
-// benchmark's own flags; main.go dispatches "baseline-server" the same
-// way, in main.
-func init() {
-	if len(os.Args) > 1 && os.Args[1] == "failover" {
-		os.Exit(runFailover(os.Args[2:], os.Stdout, os.Stderr))
-	}
-}
-
 const (
 	foName    = "www.failover.test."
 	foPrimary = "192.0.2.1"

@@ -69,8 +69,15 @@ const (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "baseline-server" {
-		os.Exit(baselineServer(os.Args[2:]))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "baseline-server":
+			os.Exit(baselineServer(os.Args[2:]))
+		case "failover":
+			os.Exit(runFailover(os.Args[2:], os.Stdout, os.Stderr))
+		case "sessions":
+			os.Exit(runSessions(os.Args[2:], os.Stdout, os.Stderr))
+		}
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

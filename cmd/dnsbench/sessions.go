@@ -82,14 +82,6 @@ import (
 	"github.com/miekg/dns"
 )
 
-// init dispatches "dnsbench sessions ..." before main parses the
-// benchmark's own flags, as failover.go does for "failover".
-func init() {
-	if len(os.Args) > 1 && os.Args[1] == "sessions" {
-		os.Exit(runSessions(os.Args[2:], os.Stdout, os.Stderr))
-	}
-}
-
 // The variants measured, by -modes name.
 const (
 	sessOff    = "off"

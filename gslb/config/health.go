@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -116,7 +117,7 @@ func (c *Config) validateHealth(v *validator) {
 		if w.Timeout < 0 {
 			v.add(p+".timeout", "expected a positive duration, got %s", w.Timeout)
 		}
-		for _, name := range slices.Sorted(mapsKeys(w.Headers)) {
+		for _, name := range slices.Sorted(maps.Keys(w.Headers)) {
 			// Names are tokens (RFC 9110); values must not split the
 			// request. The value is never quoted: it may be a secret.
 			if name == "" || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", r) }) {
@@ -127,7 +128,7 @@ func (c *Config) validateHealth(v *validator) {
 			}
 		}
 	}
-	for _, name := range slices.Sorted(mapsKeys(c.HealthChecks)) {
+	for _, name := range slices.Sorted(maps.Keys(c.HealthChecks)) {
 		hc := c.HealthChecks[name]
 		p := "health_checks." + name
 		if hc == nil {
@@ -157,7 +158,7 @@ func (c *Config) validateHealth(v *validator) {
 			ep2 := fmt.Sprintf("%s.endpoints[%d]", p, j)
 			if ep.Check != "" {
 				if _, ok := c.HealthChecks[ep.Check]; !ok {
-					v.add(ep2+".check", "%q is not one of health_checks (%s)", ep.Check, strings.Join(slices.Sorted(mapsKeys(c.HealthChecks)), ", "))
+					v.add(ep2+".check", "%q is not one of health_checks (%s)", ep.Check, strings.Join(slices.Sorted(maps.Keys(c.HealthChecks)), ", "))
 				}
 			}
 			if ep.CheckAddress != "" {

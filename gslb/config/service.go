@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 
@@ -43,22 +44,12 @@ func (s *Service) applyPolicyDefaults() {
 	case s.Policy == "geo" && s.Geo != nil:
 		add(s.Geo.Default)
 		for _, m := range []map[string][]string{s.Geo.Subdivisions, s.Geo.Countries, s.Geo.Continents} {
-			for _, k := range slices.Sorted(mapsKeys(m)) {
+			for _, k := range slices.Sorted(maps.Keys(m)) {
 				add(m[k])
 			}
 		}
 	case s.Policy == "weighted":
-		add(slices.Sorted(mapsKeys(s.Ratios)))
-	}
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
+		add(slices.Sorted(maps.Keys(s.Ratios)))
 	}
 }
 
@@ -134,7 +125,7 @@ func validateService(v *validator, sp string, s *Service, dcs map[string]int, dc
 			v.add(sp+".ratios", "the weighted policy needs a ratio for each datacenter")
 		}
 		total := 0.0
-		for _, id := range slices.Sorted(mapsKeys(s.Ratios)) {
+		for _, id := range slices.Sorted(maps.Keys(s.Ratios)) {
 			r := s.Ratios[id]
 			if r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
 				v.add(sp+".ratios."+id, "expected zero or more, got %v", r)
@@ -175,19 +166,19 @@ func validateService(v *validator, sp string, s *Service, dcs map[string]int, dc
 			break
 		}
 		gp := sp + ".geo"
-		for _, k := range slices.Sorted(mapsKeys(s.Geo.Subdivisions)) {
+		for _, k := range slices.Sorted(maps.Keys(s.Geo.Subdivisions)) {
 			if !IsSubdivision(k) {
 				v.add(gp+".subdivisions."+k, "%q is not an ISO 3166-2 code such as US-CA or GB-ENG", k)
 			}
 			refs(gp+".subdivisions."+k, s.Geo.Subdivisions[k])
 		}
-		for _, k := range slices.Sorted(mapsKeys(s.Geo.Countries)) {
+		for _, k := range slices.Sorted(maps.Keys(s.Geo.Countries)) {
 			if !IsCountry(k) {
 				v.add(gp+".countries."+k, "%q is not an ISO 3166-1 alpha-2 code such as DE", k)
 			}
 			refs(gp+".countries."+k, s.Geo.Countries[k])
 		}
-		for _, k := range slices.Sorted(mapsKeys(s.Geo.Continents)) {
+		for _, k := range slices.Sorted(maps.Keys(s.Geo.Continents)) {
 			if !slices.Contains(continents, k) {
 				v.add(gp+".continents."+k, "%s", oneOf(k, continents))
 			}
