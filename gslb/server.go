@@ -44,7 +44,8 @@ func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	start := time.Now()
 	key := seriesKey{zone: noZone, proto: "udp"}
-	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+	remote := w.RemoteAddr()
+	if _, ok := remote.(*net.TCPAddr); ok {
 		key.proto = "tcp"
 	}
 	if len(r.Question) > 0 {
@@ -65,7 +66,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 	}()
 
-	m, zone, ans := s.snap.Load().answer(r, addrOf(w.RemoteAddr()), key.proto == "tcp", nil)
+	m, zone, ans := s.snap.Load().answer(r, addrOf(remote), key.proto == "tcp", nil)
 	if zone != "" {
 		key.zone = zone
 	}
@@ -73,7 +74,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	series := s.metrics.series(key)
 	series.requests.Inc()
 	if err := w.WriteMsg(m); err != nil {
-		s.badLog.log("writing DNS response failed", "proto", key.proto, "client", w.RemoteAddr().String(), "err", err)
+		s.badLog.log("writing DNS response failed", "proto", key.proto, "client", remote.String(), "err", err)
 		return
 	}
 	series.responses.Inc()
