@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -274,14 +275,39 @@ type ListenConfig struct {
 	Addrs             []netip.AddrPort
 	TCPIdleTimeout    time.Duration
 	TCPMaxConnections int
+	// Inherited returns a socket that is already bound for network ("udp"
+	// or "tcp") and a configured address, or nil to bind a new one. Sockets
+	// come from systemd's socket activation or from the process this one
+	// takes over from; serving on the same socket rather than a new one is
+	// what lets a restart lose no query: the kernel queues what arrives
+	// while no process reads.
+	Inherited func(network string, ap netip.AddrPort) *os.File
 }
 
 // Listeners are the bound DNS sockets, UDP and TCP for every address.
 type Listeners struct {
 	servers []*dns.Server
+	sockets []Socket
 	wg      sync.WaitGroup
 	errc    chan error
 }
+
+// Socket is one bound DNS socket and the configured address it serves,
+// the unit a successor process asks for by name.
+type Socket struct {
+	Network string         // "udp" or "tcp"
+	Addr    netip.AddrPort // as configured; the port may be 0
+	file    interface{ File() (*os.File, error) }
+}
+
+// Name identifies the socket across processes: the successor matches it
+// against its own configuration, so "any port" (0) still finds its socket.
+func (s Socket) Name() string { return s.Network + " " + s.Addr.String() }
+
+// File returns a duplicate of the socket's descriptor. Closing the
+// duplicate, or this process exiting, leaves the socket open for whoever
+// else holds it.
+func (s Socket) File() (*os.File, error) { return s.file.File() }
 
 // Listen binds UDP and TCP on every address before serving any of them,
 // so a port already in use fails start-up instead of leaving half the
@@ -290,12 +316,15 @@ func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 	l := &Listeners{errc: make(chan error, 2*len(lc.Addrs))}
 	idle := lc.TCPIdleTimeout
 	for _, ap := range lc.Addrs {
-		pc, ln, err := listenPair(ap)
+		pc, tl, err := listenPair(ap, lc.Inherited)
 		if err != nil {
 			l.close()
 			return nil, err
 		}
-		ln = &limitListener{Listener: ln, sem: make(chan struct{}, lc.TCPMaxConnections), refused: s.metrics.tcpRefuse}
+		l.sockets = append(l.sockets,
+			Socket{Network: "udp", Addr: ap, file: pc},
+			Socket{Network: "tcp", Addr: ap, file: tl})
+		ln := &limitListener{Listener: tl, sem: make(chan struct{}, lc.TCPMaxConnections), refused: s.metrics.tcpRefuse}
 		for _, srv := range []*dns.Server{
 			{PacketConn: pc, Net: "udp"},
 			{Listener: ln, Net: "tcp"},
@@ -320,28 +349,65 @@ func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 	return l, nil
 }
 
-// listenPair binds UDP and TCP on one address. With port 0 both get the
-// same kernel-chosen port, so a test or a second instance can ask for "any
-// free port" and still publish one address for both transports.
-func listenPair(ap netip.AddrPort) (net.PacketConn, net.Listener, error) {
-	const attempts = 8 // the UDP port may be taken; a fresh TCP port is tried
-	// tcp4/tcp6 rather than tcp: a wildcard [::] then binds IPv6 only, so
-	// 0.0.0.0:53 and [::]:53 can both be listed, as operators expect.
+// Sockets lists the bound sockets, UDP then TCP for each configured
+// address, for handing over to a successor process.
+func (l *Listeners) Sockets() []Socket { return l.sockets }
+
+// listenPair binds UDP and TCP on one address, or adopts inherited
+// sockets for it. With port 0 both get the same kernel-chosen port, so a
+// test or a second instance can ask for "any free port" and still publish
+// one address for both transports.
+func listenPair(ap netip.AddrPort, inherited func(string, netip.AddrPort) *os.File) (*net.UDPConn, *net.TCPListener, error) {
+	var pc *net.UDPConn
+	var tl *net.TCPListener
+	if inherited != nil {
+		var err error
+		if pc, err = adoptUDP(inherited("udp", ap), ap); err != nil {
+			return nil, nil, err
+		}
+		if tl, err = adoptTCP(inherited("tcp", ap), ap); err != nil {
+			if pc != nil {
+				pc.Close()
+			}
+			return nil, nil, err
+		}
+	}
 	family := "4"
 	if ap.Addr().Is6() {
 		family = "6"
 	}
+	switch {
+	case pc != nil && tl != nil:
+		return pc, tl, nil
+	case pc != nil: // only UDP was inherited: TCP follows its port
+		tl, err := net.ListenTCP("tcp"+family, net.TCPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))))
+		if err != nil {
+			pc.Close()
+			return nil, nil, fmt.Errorf("dns: listening on tcp %s: %w", ap, err)
+		}
+		return pc, tl, nil
+	case tl != nil:
+		pc, err := net.ListenUDP("udp"+family, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))))
+		if err != nil {
+			tl.Close()
+			return nil, nil, fmt.Errorf("dns: listening on udp %s: %w", ap, err)
+		}
+		return pc, tl, nil
+	}
+	const attempts = 8 // the UDP port may be taken; a fresh TCP port is tried
+	// tcp4/tcp6 rather than tcp: a wildcard [::] then binds IPv6 only, so
+	// 0.0.0.0:53 and [::]:53 can both be listed, as operators expect.
 	for i := 0; ; i++ {
-		ln, err := net.Listen("tcp"+family, ap.String())
+		tl, err := net.ListenTCP("tcp"+family, net.TCPAddrFromAddrPort(ap))
 		if err != nil {
 			return nil, nil, fmt.Errorf("dns: listening on tcp %s: %w", ap, err)
 		}
-		udp := netip.AddrPortFrom(ap.Addr(), uint16(ln.Addr().(*net.TCPAddr).Port))
-		pc, err := net.ListenPacket("udp"+family, udp.String())
+		udp := netip.AddrPortFrom(ap.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))
+		pc, err := net.ListenUDP("udp"+family, net.UDPAddrFromAddrPort(udp))
 		if err == nil {
-			return pc, ln, nil
+			return pc, tl, nil
 		}
-		ln.Close()
+		tl.Close()
 		if ap.Port() != 0 || i == attempts-1 {
 			return nil, nil, fmt.Errorf("dns: listening on udp %s: %w", udp, err)
 		}
