@@ -452,6 +452,13 @@ func (l *Listeners) Addrs() []net.Addr {
 
 // Shutdown stops accepting queries and waits, up to ctx, for those in
 // flight to be answered.
+//
+// The sockets may be shared with a successor process (Sockets, hand-over)
+// that is already reading them, so Shutdown must stop only this process's
+// readers: per-descriptor deadlines or a flag the readers poll, then close
+// this process's descriptor. shutdown(2) on a socket, or anything else that
+// acts on the socket rather than the descriptor, would stop the successor
+// too and lose every query it queues.
 func (l *Listeners) Shutdown(ctx context.Context) error {
 	var errs []error
 	for _, srv := range l.servers {
