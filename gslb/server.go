@@ -25,6 +25,7 @@ type Server struct {
 	metrics *Metrics
 	log     *slog.Logger
 	badLog  *sampledLog
+	dyn     atomic.Pointer[dynamic] // TSIG keys and UPDATE handler (tsig.go)
 }
 
 // NewServer returns a Server serving snap.
@@ -67,7 +68,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 	}()
 
-	m, zone, ans := s.snap.Load().answer(r, addrOf(remote), key.proto == "tcp", nil)
+	m, zone, ans := s.dispatch(w, r, addrOf(remote), key.proto == "tcp")
 	if zone != "" {
 		key.zone = zone
 	}
@@ -330,6 +331,7 @@ func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 			{Listener: ln, Net: "tcp"},
 		} {
 			srv.Handler = s
+			srv.TsigProvider = s.TSIG()
 			// Read buffers large enough for any query a client may send
 			// with EDNS options; the default 512 would cut them.
 			srv.UDPSize = dns.MaxMsgSize

@@ -87,6 +87,7 @@ type zone struct {
 type node struct {
 	rrsets  map[uint16][]dns.RR
 	service *service
+	acme    bool // holds only ACME records added by UPDATE (dynamic.go)
 }
 
 type service struct {
