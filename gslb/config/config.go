@@ -22,6 +22,7 @@ type Config struct {
 	GeoIP    GeoIP    `mapstructure:"geoip"`
 	Health   Health   `mapstructure:"health"`
 	Sessions Sessions `mapstructure:"sessions"`
+	ACME     ACME     `mapstructure:"acme"`
 	// Drills are scheduled dry-run drills.
 	Drills []DrillSchedule `mapstructure:"drills"`
 	// HealthChecks are named probe definitions endpoints refer to.
@@ -42,6 +43,9 @@ type Instance struct {
 	Datacenter   string `mapstructure:"datacenter"`
 	DatacenterID int    `mapstructure:"datacenter_id"`
 	WorkerID     int    `mapstructure:"worker_id"`
+	// StateDir is a directory for state the instance keeps across
+	// restarts (ACME records without Redis); empty: none.
+	StateDir string `mapstructure:"state_dir"`
 }
 
 // Log selects the slog handler.
@@ -57,6 +61,7 @@ type DNS struct {
 	TCPIdleTimeout    time.Duration    `mapstructure:"tcp_idle_timeout"`
 	TCPMaxConnections int              `mapstructure:"tcp_max_connections"`
 	Identity          Identity         `mapstructure:"identity"`
+	// hands its listening sockets to its successor; empty: no hand-over.
 }
 
 // Identity controls how the instance names itself to DNS clients.
@@ -426,6 +431,7 @@ func defaults() Config {
 			CacheSize: 100000, Failback: "return", PrefixV4: 24, PrefixV6: 56,
 			Redis: SessionRedis{Addrs: []string{"127.0.0.1:6379"}, KeyPrefix: "gslb:session:", LookupBudget: 2 * time.Millisecond},
 		},
+		ACME: defaultACME(),
 		Health: Health{
 			MaxInFlight: 256, Jitter: 0.1, ColdStartTimeout: 10 * time.Second,
 			Damping:   Damping{Window: 5 * time.Minute, MaxTransitions: 4, Hold: 2 * time.Minute},

@@ -68,7 +68,9 @@ func TestEveryKeyDocumented(t *testing.T) {
 		"datacenters[].endpoints[].check", "datacenters[].endpoints[].check_address", "health.webhooks",
 		"health_checks.<name>.type", "health_checks.<name>.interval", "health_checks.<name>.timeout",
 		"zones[].services[].sticky", "health_checks.<name>.rise", "drills[].service", "drills[].fail",
-		"drills[].probes", "drills[].every", "health_checks.<name>.fall", "health_checks.<name>.expect_status")
+		"drills[].probes", "drills[].every", "health_checks.<name>.fall", "health_checks.<name>.expect_status",
+		"acme.tsig_keys", "acme.tsig_keys[].name", "acme.tsig_keys[].algorithm", "acme.tsig_keys[].secret",
+		"acme.tsig_keys[].secret_file", "acme.tsig_keys[].zones")
 	for _, k := range keys {
 		if !strings.Contains(doc, "`"+k+"`") {
 			t.Errorf("docs/configuration.md does not document `%s`", k)
