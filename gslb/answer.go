@@ -110,15 +110,8 @@ func appendOwned(dst []dns.RR, set []dns.RR, owner string) []dns.RR {
 // for NS, and the targets of MX and SRV, saving the resolver a round trip.
 func (s *Snapshot) addAdditional(z *zone, m *dns.Msg, set []dns.RR) {
 	for _, rr := range set {
-		var target string
-		switch r := rr.(type) {
-		case *dns.NS:
-			target = r.Ns
-		case *dns.MX:
-			target = r.Mx
-		case *dns.SRV:
-			target = r.Target
-		default:
+		target, ok := glueTarget(rr)
+		if !ok {
 			return
 		}
 		target = strings.ToLower(target)

@@ -288,6 +288,7 @@ type ListenConfig struct {
 // Listeners are the bound DNS sockets, UDP and TCP for every address.
 type Listeners struct {
 	servers []*dns.Server
+	udp     []*udpServer // the fast path's serving loops (udp_linux.go)
 	sockets []Socket
 	wg      sync.WaitGroup
 	errc    chan error
@@ -326,10 +327,19 @@ func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 			Socket{Network: "udp", Addr: ap, file: pc},
 			Socket{Network: "tcp", Addr: ap, file: tl})
 		ln := &limitListener{Listener: tl, sem: make(chan struct{}, lc.TCPMaxConnections), refused: s.metrics.tcpRefuse}
-		for _, srv := range []*dns.Server{
-			{PacketConn: pc, Net: "udp"},
-			{Listener: ln, Net: "tcp"},
-		} {
+		servers := []*dns.Server{{Listener: ln, Net: "tcp"}}
+		switch u, err := newUDPServer(s, pc); {
+		case err == nil:
+			l.udp = append(l.udp, u)
+		case errors.Is(err, errors.ErrUnsupported):
+			servers = append([]*dns.Server{{PacketConn: pc, Net: "udp"}}, servers...)
+		default:
+			pc.Close()
+			tl.Close()
+			l.close()
+			return nil, fmt.Errorf("dns: serving udp %s: %w", ap, err)
+		}
+		for _, srv := range servers {
 			srv.Handler = s
 			srv.TsigProvider = s.TSIG()
 			// Read buffers large enough for any query a client may send
@@ -419,6 +429,15 @@ func listenPair(ap netip.AddrPort, inherited func(string, netip.AddrPort) *os.Fi
 // Serve runs every listener until Shutdown; it returns the first error a
 // listener fails with, or nil after Shutdown.
 func (l *Listeners) Serve() error {
+	for _, u := range l.udp {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			if err := u.serve(); err != nil {
+				l.errc <- fmt.Errorf("dns: serving udp: %w", err)
+			}
+		}()
+	}
 	for _, srv := range l.servers {
 		l.wg.Add(1)
 		go func() {
@@ -442,11 +461,12 @@ func (l *Listeners) Serve() error {
 // with port 0 in the config they carry the ports the kernel chose.
 func (l *Listeners) Addrs() []net.Addr {
 	var out []net.Addr
-	for _, srv := range l.servers {
-		if srv.PacketConn != nil {
-			out = append(out, srv.PacketConn.LocalAddr())
-		} else {
-			out = append(out, srv.Listener.Addr())
+	for _, sk := range l.sockets {
+		switch c := sk.file.(type) {
+		case *net.UDPConn:
+			out = append(out, c.LocalAddr())
+		case *net.TCPListener:
+			out = append(out, c.Addr())
 		}
 	}
 	return out
@@ -463,6 +483,11 @@ func (l *Listeners) Addrs() []net.Addr {
 // too and lose every query it queues.
 func (l *Listeners) Shutdown(ctx context.Context) error {
 	var errs []error
+	for _, u := range l.udp {
+		if err := u.shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
 	for _, srv := range l.servers {
 		if err := srv.ShutdownContext(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			// A server that never started has nothing to shut down.
@@ -475,6 +500,9 @@ func (l *Listeners) Shutdown(ctx context.Context) error {
 }
 
 func (l *Listeners) close() {
+	for _, u := range l.udp {
+		u.conn.Close()
+	}
 	for _, srv := range l.servers {
 		if srv.PacketConn != nil {
 			srv.PacketConn.Close()

@@ -1,0 +1,401 @@
+//go:build linux
+
+package gslb
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+)
+
+// udpBatch is how many datagrams one recvmmsg takes and one sendmmsg
+// answers: enough to spread a system call's cost thin at saturation.
+const udpBatch = 32
+
+// fastOut is the room for one fast answer: the most a client may be sent
+// is dns.udp_size, at most 4096.
+const fastOut = 4096
+
+// oobLen holds one IP_PKTINFO or IPV6_PKTINFO control message.
+const oobLen = 64
+
+// mmsghdr is struct mmsghdr: a msghdr and the length the kernel fills in,
+// padded to the platform's alignment.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [unsafe.Sizeof(uintptr(0)) - 4]byte
+}
+
+// udpServer serves one UDP socket. One reader goroutine takes datagrams
+// in batches with recvmmsg, answers those the fast path takes into
+// preallocated buffers and sends them with one sendmmsg; the rest are
+// copied to the fallback workers, which run the full path. The socket
+// stays in Go's poller, so a read deadline on this process's descriptor
+// stops the reader without touching a socket a successor may share.
+type udpServer struct {
+	srv      *Server
+	conn     *net.UDPConn
+	rc       syscall.RawConn
+	fallback chan *fallbackPacket
+	stopping atomic.Bool
+	readers  sync.WaitGroup
+	workers  sync.WaitGroup
+	started  atomic.Bool
+	done     chan struct{}
+}
+
+// newUDPServer prepares conn for the fast path: it asks the kernel for
+// each datagram's destination address, which the reply's source must be.
+func newUDPServer(s *Server, conn *net.UDPConn) (*udpServer, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	v4 := conn.LocalAddr().(*net.UDPAddr).IP.To4() != nil
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		if v4 {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+			return
+		}
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+		// A dual-stack socket (one inherited, say) also takes IPv4.
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, serr
+	}
+	return &udpServer{srv: s, conn: conn, rc: rc, fallback: make(chan *fallbackPacket, fallbackQueue), done: make(chan struct{})}, nil
+}
+
+// serve runs the reader and the fallback workers until shutdown.
+func (u *udpServer) serve() error {
+	if !u.started.CompareAndSwap(false, true) {
+		return errors.New("udp server already started")
+	}
+	for range fallbackWorkers {
+		u.workers.Add(1)
+		go func() {
+			defer u.workers.Done()
+			for p := range u.fallback {
+				u.srv.serveFallback(u.conn, p)
+				p.buf = p.buf[:0]
+				fallbackPool.Put(p)
+			}
+		}()
+	}
+	u.readers.Add(1)
+	r := newUDPReader(u)
+	err := r.run()
+	u.readers.Done()
+	close(u.fallback)
+	u.workers.Wait()
+	close(u.done)
+	if u.stopping.Load() {
+		return nil
+	}
+	return err
+}
+
+// shutdown stops the reader with a deadline on this process's descriptor
+// (never shutdown(2), which would stop a successor sharing the socket),
+// waits up to ctx for declined queries in flight to be answered, then
+// closes the descriptor.
+func (u *udpServer) shutdown(ctx context.Context) error {
+	u.stopping.Store(true)
+	if err := u.conn.SetReadDeadline(time.Unix(1, 0)); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	if !u.started.Load() {
+		return u.conn.Close()
+	}
+	select {
+	case <-u.done:
+	case <-ctx.Done():
+		u.conn.Close()
+		return ctx.Err()
+	}
+	return u.conn.Close()
+}
+
+// udpReader is one reader's memory, allocated once: the batch's headers,
+// buffers, addresses and control messages for receiving and sending, the
+// fast path's scratch and the resolved metric series.
+type udpReader struct {
+	u     *udpServer
+	rhdr  [udpBatch]mmsghdr
+	riov  [udpBatch]unix.Iovec
+	names [udpBatch]unix.RawSockaddrInet6
+	roob  [udpBatch][oobLen]byte
+	in    [udpBatch][]byte
+	n     int
+	errno syscall.Errno
+
+	shdr [udpBatch]mmsghdr
+	siov [udpBatch]unix.Iovec
+	soob [udpBatch][oobLen]byte
+	out  [udpBatch][fastOut]byte
+	res  [udpBatch]fastResult
+	ok   [udpBatch]bool // the kernel took the reply
+	ns   int            // replies queued
+	sent int
+
+	sc       fastScratch
+	hot      hotCounters
+	recvFunc func(uintptr) bool
+	sendFunc func(uintptr) bool
+}
+
+func newUDPReader(u *udpServer) *udpReader {
+	r := &udpReader{u: u, hot: hotCounters{m: u.srv.metrics}}
+	for i := range r.rhdr {
+		r.in[i] = make([]byte, dns.MaxMsgSize)
+		r.riov[i].Base = &r.in[i][0]
+		r.rhdr[i].hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+		r.rhdr[i].hdr.Iov = &r.riov[i]
+		r.rhdr[i].hdr.Iovlen = 1
+		r.rhdr[i].hdr.Control = &r.roob[i][0]
+		r.shdr[i].hdr.Iov = &r.siov[i]
+		r.shdr[i].hdr.Iovlen = 1
+	}
+	// Method values made once: made per call they would allocate.
+	r.recvFunc, r.sendFunc = r.recv, r.send
+	return r
+}
+
+func (r *udpReader) run() error {
+	for {
+		if err := r.u.rc.Read(r.recvFunc); err != nil {
+			if r.u.stopping.Load() || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		if r.errno != 0 {
+			if r.u.stopping.Load() {
+				return nil
+			}
+			// ECONNREFUSED and the like report an earlier send's ICMP
+			// error; they are no reason to stop reading.
+			continue
+		}
+		r.batch()
+	}
+}
+
+// recv is one recvmmsg on the non-blocking socket; false asks the poller
+// to wait for the socket to be readable.
+func (r *udpReader) recv(fd uintptr) bool {
+	for i := range r.rhdr {
+		r.rhdr[i].hdr.Namelen = unix.SizeofSockaddrInet6
+		r.rhdr[i].hdr.SetControllen(oobLen)
+		r.rhdr[i].hdr.Flags = 0
+		r.riov[i].SetLen(len(r.in[i]))
+	}
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.rhdr[0])), udpBatch, 0, 0, 0)
+		switch errno {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		r.n, r.errno = int(n), errno
+		if errno != 0 {
+			r.n = 0
+		}
+		return true
+	}
+}
+
+// send is sendmmsg of the queued replies from r.sent on. A reply the
+// kernel refuses (an unroutable client) is skipped, as a failed write is
+// on the full path.
+func (r *udpReader) send(fd uintptr) bool {
+	for r.sent < r.ns {
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&r.shdr[r.sent])), uintptr(r.ns-r.sent), 0, 0, 0)
+		switch errno {
+		case 0:
+			for k := r.sent; k < r.sent+int(n); k++ {
+				r.ok[k] = true
+			}
+			r.sent += int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			r.u.srv.badLog.log("writing DNS response failed", "proto", "udp", "err", errno.Error())
+			r.sent++
+		}
+	}
+	return true
+}
+
+// batch answers the datagrams one recvmmsg returned.
+func (r *udpReader) batch() {
+	start := time.Now()
+	snap := r.u.srv.snap.Load()
+	r.ns, r.sent = 0, 0
+	for i := range r.n {
+		pkt := r.in[i][:r.rhdr[i].n]
+		src, srcOK := sockaddrAddr(&r.names[i], r.rhdr[i].hdr.Namelen)
+		if !srcOK {
+			continue
+		}
+		dst, ifindex := parsePktinfo(r.roob[i][:r.rhdr[i].hdr.Controllen])
+		k := r.ns
+		n, res, ok := snap.fastAnswer(pkt, src.Addr(), r.out[k][:], &r.sc)
+		if !ok {
+			r.decline(pkt, src, dst, ifindex)
+			continue
+		}
+		r.res[k], r.ok[k] = res, false
+		r.siov[k].Base = &r.out[k][0]
+		r.siov[k].SetLen(n)
+		h := &r.shdr[k].hdr
+		h.Name, h.Namelen = r.rhdr[i].hdr.Name, r.rhdr[i].hdr.Namelen
+		if c := pktinfo(r.soob[k][:], dst, ifindex); c > 0 {
+			h.Control = &r.soob[k][0]
+			h.SetControllen(c)
+		} else {
+			h.Control = nil
+			h.SetControllen(0)
+		}
+		r.ns++
+	}
+	if r.ns == 0 {
+		return
+	}
+	for k := range r.ns {
+		r.hot.series(&r.res[k]).requests.Inc()
+	}
+	if err := r.u.rc.Write(r.sendFunc); err != nil {
+		r.u.srv.badLog.log("writing DNS responses failed", "proto", "udp", "err", err)
+	}
+	took := time.Since(start).Seconds()
+	for k := range r.ns {
+		if !r.ok[k] {
+			continue
+		}
+		res := &r.res[k]
+		qs := r.hot.series(res)
+		qs.responses.Inc()
+		qs.duration.Observe(took)
+		if res.answered.datacenter != "" {
+			r.hot.answer(res.answered).Inc()
+		}
+	}
+}
+
+// decline hands a packet to the fallback workers; when they are that far
+// behind it is dropped rather than stall the socket.
+func (r *udpReader) decline(pkt []byte, src netip.AddrPort, dst netip.Addr, ifindex uint32) {
+	p := fallbackPool.Get().(*fallbackPacket)
+	p.buf = append(p.buf[:0], pkt...)
+	p.src, p.dst, p.ifindex = src, dst, ifindex
+	select {
+	case r.u.fallback <- p:
+	default:
+		fallbackPool.Put(p)
+		r.u.srv.badLog.log("dropped a DNS query: the full path's workers are behind", "proto", "udp", "client", src.String())
+	}
+}
+
+// sockaddrAddr reads the client's address and port from a received name.
+func sockaddrAddr(sa *unix.RawSockaddrInet6, n uint32) (netip.AddrPort, bool) {
+	switch sa.Family {
+	case unix.AF_INET:
+		if n < unix.SizeofSockaddrInet4 {
+			return netip.AddrPort{}, false
+		}
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), ntohs(s4.Port)), true
+	case unix.AF_INET6:
+		if n < unix.SizeofSockaddrInet6 {
+			return netip.AddrPort{}, false
+		}
+		// The zone of a link-local client is left out: the reply goes to
+		// the very sockaddr it came from.
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), ntohs(sa.Port)), true
+	}
+	return netip.AddrPort{}, false
+}
+
+func ntohs(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return binary.BigEndian.Uint16(b[:])
+}
+
+// parsePktinfo finds the destination address in a datagram's control
+// messages; invalid when there is none.
+func parsePktinfo(oob []byte) (netip.Addr, uint32) {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			break
+		}
+		data := oob[unix.SizeofCmsghdr:l]
+		switch {
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0]))
+			return netip.AddrFrom4(pi.Addr), uint32(pi.Ifindex)
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0]))
+			return netip.AddrFrom16(pi.Addr), pi.Ifindex
+		}
+		next := cmsgAlign(l)
+		if next >= len(oob) {
+			break
+		}
+		oob = oob[next:]
+	}
+	return netip.Addr{}, 0
+}
+
+func cmsgAlign(n int) int {
+	const a = int(unsafe.Sizeof(uintptr(0)))
+	return (n + a - 1) &^ (a - 1)
+}
+
+// pktinfo writes the control message that makes a reply leave from dst
+// and returns its length; 0 (no message) when dst is unknown or a
+// wildcard. The interface is left to routing, as miekg/dns leaves it,
+// except for link-local addresses, which only mean something on theirs.
+func pktinfo(oob []byte, dst netip.Addr, ifindex uint32) int {
+	if !dst.IsValid() || dst.IsUnspecified() {
+		return 0
+	}
+	clear(oob[:unix.CmsgSpace(unix.SizeofInet6Pktinfo)])
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	data := oob[unix.SizeofCmsghdr:]
+	if dst.Is4() {
+		h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+		h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+		pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0]))
+		pi.Spec_dst = dst.As4()
+		return unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+	}
+	h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+	pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0]))
+	pi.Addr = dst.As16()
+	if dst.IsLinkLocalUnicast() {
+		pi.Ifindex = ifindex
+	}
+	return unix.CmsgSpace(unix.SizeofInet6Pktinfo)
+}
