@@ -32,6 +32,11 @@ type Session struct {
 	Created       time.Time         `json:"created"`
 	LastAccessed  time.Time         `json:"last_accessed"`
 	Data          map[string]string `json:"data,omitempty"`
+	// Version is the ID of the write that last changed the datacenter or
+	// data, as a replicated store reports it (0: unknown, or a store that
+	// keeps none). A writer hands it back with Put, so that a write based
+	// on a version another datacenter has since replaced does not undo it.
+	Version idgen.ID `json:"version,omitempty"`
 }
 
 // Key returns the session's key.

@@ -64,6 +64,10 @@ type Options struct {
 	WriteTimeout time.Duration // per request; default DefaultWriteTimeout
 	PoolTimeout  time.Duration // wait for a free connection; default DefaultPoolTimeout
 	PoolSize     int           // connections per node; default DefaultPoolSize
+
+	// Replication, if not nil, versions every write and records it in a
+	// change log for peers to replicate (replication.go).
+	Replication *Replication
 }
 
 // String describes o without its password, so that logging Options by
@@ -134,6 +138,9 @@ func (o Options) validate() error {
 	}
 	if o.PoolSize < 0 {
 		errs = append(errs, fmt.Errorf("pool_size: %d is negative", o.PoolSize))
+	}
+	if o.Replication != nil {
+		errs = append(errs, o.Replication.validate(o)...)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("redisstore: options: %w", err)
@@ -212,7 +219,10 @@ var getOrCreate = redis.NewScript(getOrCreateSrc)
 // Store is a session.Store in Redis. It is safe for concurrent use.
 type Store struct {
 	c      client
+	u      redis.UniversalClient // the same client, for replication's commands
 	prefix string
+	repl   *Replication // nil: not replicated
+	rk     replKeys
 }
 
 var _ session.Store = (*Store)(nil)
@@ -227,7 +237,16 @@ func New(o Options) (*Store, error) {
 	if prefix == "" {
 		prefix = DefaultKeyPrefix
 	}
-	return &Store{c: redis.NewUniversalClient(o.universal()), prefix: prefix}, nil
+	u := redis.NewUniversalClient(o.universal())
+	s := &Store{c: u, u: u, prefix: prefix}
+	if o.Replication != nil {
+		r := *o.Replication
+		r.Namespace = cmp(r.Namespace, DefaultNamespace)
+		r.MaxLen = cmp(r.MaxLen, DefaultMaxLen)
+		r.TombstoneTTL = cmp(r.TombstoneTTL, DefaultTombstoneTTL)
+		s.repl, s.rk = &r, newReplKeys(r.Namespace)
+	}
+	return s, nil
 }
 
 // AddHook adds a go-redis hook to the client, for metrics or tracing. Add
@@ -266,6 +285,9 @@ func (s *Store) GetOrCreate(ctx context.Context, sess session.Session, ttl time.
 	ms, err := millis(ttl)
 	if err != nil {
 		return session.Session{}, false, fmt.Errorf("redisstore: get-or-create %s: %w", key, err)
+	}
+	if s.repl != nil {
+		return s.getOrCreateReplicated(ctx, sess, ms)
 	}
 	val, err := encode(sess)
 	if err != nil {
@@ -325,6 +347,9 @@ func (s *Store) Get(ctx context.Context, k session.Key) (session.Session, error)
 	if err != nil {
 		return session.Session{}, wrap(ctx, "get", key, err)
 	}
+	if s.repl != nil && tombstoneValue(b) {
+		return session.Session{}, fmt.Errorf("redisstore: get %s: %w (deleted)", key, session.ErrNotFound)
+	}
 	got, err := decode(b, k)
 	if err != nil {
 		return session.Session{}, fmt.Errorf("redisstore: get %s: %w", key, err)
@@ -342,6 +367,9 @@ func (s *Store) Put(ctx context.Context, sessions []session.Session, ttl time.Du
 	ms, err := millis(ttl)
 	if err != nil {
 		return fmt.Errorf("redisstore: put %d sessions: %w", len(sessions), err)
+	}
+	if s.repl != nil {
+		return s.putReplicated(ctx, sessions, ms)
 	}
 	ttl = time.Duration(ms) * time.Millisecond // what the script would store
 	keys := make([]string, len(sessions))
@@ -366,7 +394,12 @@ func (s *Store) Put(ctx context.Context, sessions []session.Session, ttl time.Du
 }
 
 // Delete implements session.Store.
+// A replicated store leaves a tombstone instead, and on a standby returns
+// ErrStandby.
 func (s *Store) Delete(ctx context.Context, k session.Key) error {
+	if s.repl != nil {
+		return s.deleteReplicated(ctx, k)
+	}
 	key := s.key(k)
 	if err := s.c.Del(ctx, key).Err(); err != nil {
 		return wrap(ctx, "delete", key, err)
