@@ -95,6 +95,7 @@ type daemon struct {
 	swapMu   sync.Mutex     // orders snapshot swaps from reloads and health
 	base     *gslb.Snapshot // the configuration's snapshot, before health; guarded by swapMu
 	ramping  atomic.Bool
+	acme     *acmeState // nil: ACME off (acme.go)
 
 	allDown         *prometheus.GaugeVec
 	reloads         *prometheus.CounterVec
@@ -149,7 +150,12 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 		return nil, err
 	}
 	d.setAffinity(snap, cfg)
+	if err := d.newACME(cfg); err != nil {
+		return nil, err
+	}
+	snap = d.withACME(snap)
 	d.dns = gslb.NewServer(snap, gslb.NewMetrics(d.reg), d.log.With("component", "dns"))
+	d.configureACME(cfg)
 	d.noteAllDown(nil, snap)
 	d.base = snap
 	d.health = health.New(health.Options{
@@ -215,6 +221,7 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 	go d.runScheduledDrills(ctx)
 	d.admin.Start(ctx)
 	go d.rampTicker(ctx)
+	go d.watchACME(ctx)
 	fatal := make(chan error, 2)
 	go func() {
 		if err := d.listen.Serve(); err != nil {
@@ -281,6 +288,7 @@ func (d *daemon) shutdown(code int) int {
 	if err := d.closeAff(); err != nil {
 		d.log.Warn("closing the session store", "err", err)
 	}
+	d.closeACME()
 	d.log.Info("stopped")
 	return code
 }
@@ -327,8 +335,9 @@ func (d *daemon) reload(_ context.Context) error {
 	}
 	d.setAffinity(snap, cfg)
 	d.swapMu.Lock()
-	d.base = snap
+	d.base = d.withACME(snap)
 	d.swapMu.Unlock()
+	d.configureACME(cfg)
 	d.applyHealth()
 	d.level.Set(parseLevel(cfg.Log.Level))
 	d.admin.SetToken(cfg.HTTP.Token, cfg.HTTP.AllowUnauthenticatedLoopback)

@@ -3,12 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-
-	"crypto/tls"
-	"crypto/x509"
-	"fmt"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,26 +58,9 @@ func (d *daemon) newAffinity(cfg *config.Config) (*session.Affinity, func() erro
 	closer := func() error { return nil }
 	switch sc.Store {
 	case "redis":
-		var tlsCfg *tls.Config
-		if t := sc.Redis.TLS; t.Enabled {
-			tlsCfg = &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-			if t.CAFile != "" {
-				pem, err := os.ReadFile(t.CAFile)
-				if err != nil {
-					return nil, nil, err
-				}
-				tlsCfg.RootCAs = x509.NewCertPool()
-				if !tlsCfg.RootCAs.AppendCertsFromPEM(pem) {
-					return nil, nil, fmt.Errorf("sessions.redis.tls.ca_file: %s holds no PEM certificate", t.CAFile)
-				}
-			}
-			if t.CertFile != "" {
-				cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-				if err != nil {
-					return nil, nil, fmt.Errorf("sessions.redis.tls: %w", err)
-				}
-				tlsCfg.Certificates = []tls.Certificate{cert}
-			}
+		tlsCfg, err := redisTLS(sc.Redis.TLS)
+		if err != nil {
+			return nil, nil, err
 		}
 		st, err := redisstore.New(redisstore.Options{
 			Addrs: sc.Redis.Addrs, MasterName: sc.Redis.MasterName, Username: sc.Redis.Username,
