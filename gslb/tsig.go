@@ -9,6 +9,7 @@ import (
 	"errors"
 	"hash"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,21 +111,10 @@ func (p tsigProvider) Verify(msg []byte, t *dns.TSIG) error {
 	return nil
 }
 
-// serveUpdate hands a dynamic update to the updater and signs its answer
-// as RFC 8945 section 5.3 says: a response to a signed request carries a
-// TSIG record, signed unless the key or the signature was the problem.
-func (s *Server) serveUpdate(w dns.ResponseWriter, r *dns.Msg, u Updater, src netip.Addr) *dns.Msg {
-	t := r.IsTsig()
-	var key string
-	var tsigErr error
-	if t != nil {
-		key = dns.CanonicalName(t.Hdr.Name)
-		tsigErr = w.TsigStatus()
-	}
-	m := u.Update(r, key, tsigErr, src)
-	if t == nil {
-		return m
-	}
+// signReply gives the reply to a signed request its TSIG record, as
+// RFC 8945 section 5.3 says: signed (by the writer, which holds the
+// provider) unless the key or the signature was the problem.
+func signReply(m *dns.Msg, t *dns.TSIG, tsigErr error) {
 	m.Extra = slicesDeleteTSIG(m.Extra)
 	code := tsigErrorCode(tsigErr)
 	signed := uint64(time.Now().Unix())
@@ -133,16 +123,15 @@ func (s *Server) serveUpdate(w dns.ResponseWriter, r *dns.Msg, u Updater, src ne
 		// its clock is off (RFC 8945 section 5.2.3).
 		signed = t.TimeSigned
 	}
-	m.Extra = append(m.Extra, &dns.TSIG{
+	tr := &dns.TSIG{
 		Hdr:       dns.RR_Header{Name: t.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
 		Algorithm: t.Algorithm, Fudge: t.Fudge, TimeSigned: signed, OrigId: m.Id, Error: uint16(code),
-	})
+	}
 	if code == dns.RcodeBadTime {
-		tr := m.Extra[len(m.Extra)-1].(*dns.TSIG)
 		tr.OtherData = hex.EncodeToString(uint48(uint64(time.Now().Unix())))
 		tr.OtherLen = 6
 	}
-	return m
+	m.Extra = append(m.Extra, tr)
 }
 
 func uint48(v uint64) []byte {
@@ -174,19 +163,42 @@ func tsigErrorCode(err error) int {
 
 // dispatch sends an UPDATE to the updater when there is one; everything
 // else, UPDATE without one included (NOTIMP), is answered from the
-// snapshot.
+// snapshot. While updates are on, a signed query gets a signed answer
+// (certbot signs its SOA look-ups with sign_query), and a query whose
+// signature fails gets NOTAUTH, as RFC 8945 section 5.2 requires;
+// without updates a signature is ignored, as it always was.
 func (s *Server) dispatch(w dns.ResponseWriter, r *dns.Msg, src netip.Addr, tcp bool) (*dns.Msg, string, answered) {
 	snap := s.snap.Load()
+	d := s.dyn.Load()
+	if d == nil || d.updater == nil {
+		return snap.answer(r, src, tcp, nil)
+	}
+	t := r.IsTsig()
+	var key string
+	var tsigErr error
+	if t != nil {
+		key = dns.CanonicalName(t.Hdr.Name)
+		tsigErr = w.TsigStatus()
+	}
+	var m *dns.Msg
+	var zone string
+	var ans answered
 	if r.Opcode == dns.OpcodeUpdate {
-		if d := s.dyn.Load(); d != nil && d.updater != nil {
-			zone := ""
-			if len(r.Question) == 1 {
-				if z, ok := snap.zones[strings.ToLower(r.Question[0].Name)]; ok {
-					zone = z.origin
-				}
+		if len(r.Question) == 1 {
+			if z, ok := snap.zones[strings.ToLower(r.Question[0].Name)]; ok {
+				zone = z.origin
 			}
-			return s.serveUpdate(w, r, d.updater, src), zone, answered{}
+		}
+		m = d.updater.Update(r, key, tsigErr, src)
+	} else {
+		m, zone, ans = snap.answer(r, src, tcp, nil)
+		if t != nil && tsigErr != nil {
+			m.Answer, m.Ns, m.Rcode, m.Authoritative = nil, nil, dns.RcodeNotAuth, false
+			m.Extra = slices.DeleteFunc(m.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })
 		}
 	}
-	return snap.answer(r, src, tcp, nil)
+	if t != nil {
+		signReply(m, t, tsigErr)
+	}
+	return m, zone, ans
 }

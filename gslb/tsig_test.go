@@ -167,6 +167,21 @@ func TestSignedUpdates(t *testing.T) {
 		r.IsTsig().OtherLen != 6 || r.IsTsig().MACSize != 32 {
 		t.Errorf("old signature: got %v, %v; want NOTAUTH, signed, TSIG error BADTIME with the server's time", r, err)
 	}
+	// While updates are on, a signed query is answered signed (certbot's
+	// sign_query), and one with a bad signature NOTAUTH.
+	q := new(dns.Msg)
+	q.SetQuestion("example.test.", dns.TypeSOA)
+	q.SetTsig("acme-key.", dns.HmacSHA256, 300, time.Now().Unix())
+	r, _, err = c.Exchange(q, addr)
+	if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.IsTsig() == nil {
+		t.Errorf("signed SOA query: got %v, %v; want a signed SOA answer", r, err)
+	}
+	q.SetTsig("acme-key.", dns.HmacSHA256, 300, time.Now().Unix())
+	bad := &dns.Client{Net: "tcp", Timeout: 3 * time.Second, TsigSecret: map[string]string{"acme-key.": base64.StdEncoding.EncodeToString([]byte("another secret, just as long...."))}}
+	r, _, _ = bad.Exchange(q, addr)
+	if r == nil || r.Rcode != dns.RcodeNotAuth || len(r.Answer) != 0 || r.IsTsig() == nil || r.IsTsig().Error != dns.RcodeBadSig {
+		t.Errorf("badly signed SOA query: got %v; want NOTAUTH, no answer, TSIG error BADSIG", r)
+	}
 	// Turning updates off again answers NOTIMP.
 	srv.SetUpdates(nil, nil)
 	if r, err := update("", "", nil, "udp"); err != nil || r.Rcode != dns.RcodeNotImplemented {
