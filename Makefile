@@ -34,6 +34,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzServeDNS$$' -fuzztime=$(FUZZTIME) ./gslb
 	$(GO) test -run='^$$' -fuzz='^FuzzFastPath$$' -fuzztime=$(FUZZTIME) ./gslb
 	$(GO) test -run='^$$' -fuzz='^FuzzLoadConfig$$' -fuzztime=$(FUZZTIME) ./gslb/config
+	$(GO) test -run='^$$' -fuzz='^FuzzUpdate$$' -fuzztime=$(FUZZTIME) ./gslb/acme
 
 bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
