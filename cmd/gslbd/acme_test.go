@@ -300,3 +300,39 @@ func TestACMEFleet(t *testing.T) {
 		t.Errorf("b after a restart: got %s %q, want second", dns.RcodeToString[rc], got)
 	}
 }
+
+// TestACMEReload: a reload keeps serving the challenge records, and
+// replaces the keys: a rotated secret works at once, the old one no
+// longer does.
+func TestACMEReload(t *testing.T) {
+	dir := t.TempDir()
+	d := startDaemon(t, acmeDir(t, dir, "acme-1", 1, "file"))
+	add := func(secret, s string) *dns.Msg {
+		return acmeUpdate(t, d.dns, "tcp", "it.test.", "acme-key.", dns.HmacSHA256, secret, func(m *dns.Msg) {
+			m.Insert([]dns.RR{chalTXT(acmeChal, 60, s)})
+		})
+	}
+	if r := add(acmeSecret, "before"); r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("add: got %s", dns.RcodeToString[r.Rcode])
+	}
+	rotated := strings.Replace(acmeKeyFile, acmeSecret, narrowSecret, 1)
+	if err := os.WriteFile(filepath.Join(dir, "acme.key"), []byte(rotated), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runCLI(t, "ctl", "reload", "--addr", d.http); code != 0 {
+		t.Fatalf("ctl reload: exit %d\n%s", code, out)
+	}
+	if !servesTXT(t, d, acmeChal, "before") {
+		got, rc := served(t, d, acmeChal)
+		t.Errorf("after the reload: got %s %q, want the record added before it", dns.RcodeToString[rc], got)
+	}
+	if r := add(acmeSecret, "old-key"); r.Rcode != dns.RcodeNotAuth || r.IsTsig().Error != dns.RcodeBadSig {
+		t.Errorf("the old secret after rotation: got %s %v, want NOTAUTH BADSIG", dns.RcodeToString[r.Rcode], r.IsTsig())
+	}
+	if r := add(narrowSecret, "new-key"); r.Rcode != dns.RcodeSuccess {
+		t.Errorf("the new secret: got %s, want NOERROR", dns.RcodeToString[r.Rcode])
+	}
+	if got, _ := served(t, d, acmeChal); len(got) != 2 {
+		t.Errorf("served: got %q, want before and new-key", got)
+	}
+}
