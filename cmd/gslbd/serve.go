@@ -85,6 +85,8 @@ type daemon struct {
 	cfg      *config.Config // guarded by reloadMu
 	geo      *geo.Metrics
 
+	repl *replicationRunner // nil: replication is off
+
 	health   *health.Manager
 	webhooks []*health.Notifier
 	affinity *session.Affinity // nil: no sticky service
@@ -146,6 +148,10 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 	d.lastReloadOK.Set(1)
 	d.lastReloadOKSec.SetToCurrentTime()
 
+	// Before the session store, which logs its writes for replication.
+	if d.repl, err = d.newReplication(cfg); err != nil {
+		return nil, err
+	}
 	if d.affinity, d.closeAff, err = d.newAffinity(cfg); err != nil {
 		return nil, err
 	}
@@ -176,7 +182,7 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 	d.drills = drill.New(drillEnv{d}, d.ids, d.reg)
 	d.admin = admin.New(admin.Options{
 		Gatherer: d.reg, Reloader: admin.ReloaderFunc(d.reload), Snapshots: d.dns, Health: d.health,
-		Sessions: d.sessionsAdmin(), Drills: d.drills,
+		Sessions: d.sessionsAdmin(), Drills: d.drills, Replication: d.repl.admin(),
 		Page: admin.PageOptions{Instance: cfg.Instance.Name, Version: version, Events: d.recentEvents,
 			Drills: func() []map[string]any { return asMaps(d.drills.History()) }},
 		Token: cfg.HTTP.Token, AllowUnauthenticated: cfg.HTTP.AllowUnauthenticatedLoopback,
@@ -218,6 +224,7 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 	if d.affinity != nil {
 		go d.affinity.Run(ctx)
 	}
+	d.repl.start(ctx)
 	go d.runScheduledDrills(ctx)
 	d.admin.Start(ctx)
 	go d.rampTicker(ctx)
@@ -287,6 +294,9 @@ func (d *daemon) shutdown(code int) int {
 	wg.Wait()
 	if err := d.closeAff(); err != nil {
 		d.log.Warn("closing the session store", "err", err)
+	}
+	if err := d.repl.close(); err != nil {
+		d.log.Warn("closing replication's connections", "err", err)
 	}
 	d.closeACME()
 	d.log.Info("stopped")

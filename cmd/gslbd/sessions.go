@@ -67,7 +67,8 @@ func (d *daemon) newAffinity(cfg *config.Config) (*session.Affinity, func() erro
 			Password: sc.Redis.Password, DB: sc.Redis.DB, TLS: tlsCfg, KeyPrefix: sc.Redis.KeyPrefix,
 			// At least as many connections as look-ups in flight, or the
 			// pool, not Redis, becomes what times out (measured).
-			PoolSize: 2 * opts.MaxLookups,
+			PoolSize:    2 * opts.MaxLookups,
+			Replication: d.repl.sessionStore(cfg, d),
 		})
 		if err != nil {
 			return nil, nil, err

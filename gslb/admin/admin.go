@@ -35,6 +35,8 @@ type Options struct {
 	Health    Health
 	Sessions  Sessions
 	Drills    *drill.Runner
+	// Replication, if not nil, serves /api/v1/replication.
+	Replication Replication
 	// Token guards every write; empty means writes are refused unless
 	// AllowUnauthenticated is set (which config permits only on loopback).
 	Token                string
@@ -77,6 +79,7 @@ func New(opts Options) *Handler {
 	h.registerHealth()
 	h.registerSessions()
 	h.registerDrills()
+	h.registerReplication()
 	h.registerPage()
 	return h
 }

@@ -30,6 +30,9 @@ type Config struct {
 	Datacenters  []Datacenter            `mapstructure:"datacenters"`
 	Zones        []Zone                  `mapstructure:"zones"`
 
+	// Replication copies sessions between datacenters' Redis.
+	Replication Replication `mapstructure:"replication"`
+
 	sources map[string]string
 	// identityDerived: dns.identity.id was not set and took instance.name.
 	identityDerived bool

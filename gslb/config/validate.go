@@ -148,6 +148,7 @@ func (c *Config) validate() error {
 	dcs := c.validateDatacenters(v)
 	c.validateZones(v, dcs)
 	c.validateDrills(v)
+	c.validateReplication(v)
 	c.validateACME(v)
 	return errors.Join(v.errs...)
 }
