@@ -117,6 +117,23 @@ func servesTXT(t *testing.T, d *daemonProc, name, want string) bool {
 	return len(got) == 1 && got[0] == want
 }
 
+// wantServed fails the test unless d serves exactly want at name.
+func wantServed(t *testing.T, d *daemonProc, name, want, when string) {
+	t.Helper()
+	if !servesTXT(t, d, name, want) {
+		got, rc := served(t, d, name)
+		t.Errorf("%s: got %s %q, want only %q", when, dns.RcodeToString[rc], got, want)
+	}
+}
+
+// restart stops d and starts its configuration again.
+func restart(t *testing.T, d *daemonProc, cfgFile string) *daemonProc {
+	t.Helper()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.exited
+	return startDaemon(t, cfgFile)
+}
+
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
@@ -197,10 +214,7 @@ func TestACMEUpdates(t *testing.T) {
 			t.Errorf("%s: got %s (TSIG error %v), want %s (TSIG error %s)", tc.name, dns.RcodeToString[r.Rcode],
 				r.IsTsig(), dns.RcodeToString[tc.want], dns.RcodeToString[tc.sig])
 		}
-		if !servesTXT(t, d, acmeChal, "keep") {
-			got, rc := served(t, d, acmeChal)
-			t.Errorf("%s: TXT afterwards: got %s %q, want only keep", tc.name, dns.RcodeToString[rc], got)
-		}
+		wantServed(t, d, acmeChal, "keep", tc.name+": TXT afterwards")
 	}
 	_, metrics := httpDo(t, "GET", "http://"+d.http+"/metrics", "")
 	for _, want := range []string{`gslb_acme_updates_total{result="noerror"} 5`, `gslb_acme_updates_total{result="notauth"} 4`,
@@ -211,13 +225,8 @@ func TestACMEUpdates(t *testing.T) {
 	}
 
 	// The record survives a restart, from the state file.
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	<-d.exited
-	d = startDaemon(t, filepath.Join(dir, "gslbd.yaml"))
-	if !servesTXT(t, d, acmeChal, "keep") {
-		got, rc := served(t, d, acmeChal)
-		t.Errorf("after a restart: got %s %q, want keep", dns.RcodeToString[rc], got)
-	}
+	d = restart(t, d, filepath.Join(dir, "gslbd.yaml"))
+	wantServed(t, d, acmeChal, "keep", "after a restart")
 }
 
 // TestACMENsupdate drives the daemon with nsupdate, the RFC 2136 client
@@ -292,13 +301,8 @@ func TestACMEFleet(t *testing.T) {
 	}
 	eventually(t, "instance a to serve the replacement made through b", func() bool { return servesTXT(t, a, acmeChal, "second") })
 
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	<-b.exited
-	b = startDaemon(t, filepath.Join(bDir, "gslbd.yaml"))
-	if !servesTXT(t, b, acmeChal, "second") {
-		got, rc := served(t, b, acmeChal)
-		t.Errorf("b after a restart: got %s %q, want second", dns.RcodeToString[rc], got)
-	}
+	b = restart(t, b, filepath.Join(bDir, "gslbd.yaml"))
+	wantServed(t, b, acmeChal, "second", "b after a restart")
 }
 
 // TestACMEReload: a reload keeps serving the challenge records, and
@@ -322,10 +326,7 @@ func TestACMEReload(t *testing.T) {
 	if out, code := runCLI(t, "ctl", "reload", "--addr", d.http); code != 0 {
 		t.Fatalf("ctl reload: exit %d\n%s", code, out)
 	}
-	if !servesTXT(t, d, acmeChal, "before") {
-		got, rc := served(t, d, acmeChal)
-		t.Errorf("after the reload: got %s %q, want the record added before it", dns.RcodeToString[rc], got)
-	}
+	wantServed(t, d, acmeChal, "before", "after the reload")
 	if r := add(acmeSecret, "old-key"); r.Rcode != dns.RcodeNotAuth || r.IsTsig().Error != dns.RcodeBadSig {
 		t.Errorf("the old secret after rotation: got %s %v, want NOTAUTH BADSIG", dns.RcodeToString[r.Rcode], r.IsTsig())
 	}
