@@ -130,7 +130,8 @@ func qtypeLabel(t uint16) string {
 // rcodeLabel bounds the rcode label the same way.
 func rcodeLabel(rc int) string {
 	if rc == dns.RcodeBadVers {
-		// 16 is BADSIG in TSIG and BADVERS in EDNS; gslbd does no TSIG.
+		// 16 is BADSIG in TSIG and BADVERS in EDNS; TSIG errors travel in
+		// the TSIG record, so as a header rcode 16 is always BADVERS.
 		return "BADVERS"
 	}
 	if s, ok := dns.RcodeToString[rc]; ok && rc <= dns.RcodeBadCookie {
