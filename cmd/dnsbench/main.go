@@ -20,7 +20,14 @@
 // the static record with the same rotating ECS, which splits the geo
 // scenario's extra cost into EDNS handling and locating and scoring.
 //
-//	go run ./cmd/dnsbench -gslbd bin/gslbd -duration 10s [-rounds 2] [-qps 20000] [-scenarios static,geo] [-json FILE]
+// When gdnsd is installed (Debian package gdnsd; -gdnsd names the
+// binary), it is measured in the static and geo scenarios too, in every
+// round, with a configuration derived from -config: the same GeoIP
+// database, and plugin_geoip choosing the nearest of the geo service's
+// datacenters by their coordinates. Each run also reports the user-space
+// share of the server's CPU time (utime against utime+stime).
+//
+//	go run ./cmd/dnsbench -gslbd bin/gslbd -duration 10s [-rounds 2] [-qps 20000] [-scenarios static,geo] [-gdnsd gdnsd] [-json FILE]
 //
 // The baseline is this same binary, run as "dnsbench baseline-server
 // -listen 127.0.0.1:PORT", so that it is a separate process that can be
@@ -102,6 +109,7 @@ type options struct {
 	serverCPU   int
 	clientCPU   int
 	dnsperf     string
+	gdnsd       string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -126,6 +134,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.serverCPU, "server-cpu", 0, "the core the server is pinned to")
 	fs.IntVar(&o.clientCPU, "client-cpu", 1, "the core dnsperf is pinned to")
 	fs.StringVar(&o.dnsperf, "dnsperf", "dnsperf", "the dnsperf binary")
+	fs.StringVar(&o.gdnsd, "gdnsd", "gdnsd", "the gdnsd binary measured beside gslbd when installed (Debian package gdnsd); empty: none")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -236,6 +245,11 @@ type bench struct {
 	pinned   bool
 	pinNote  string
 	dnsperfV string
+	// gdnsd, when installed, is measured in the static and geo scenarios
+	// with a configuration derived from -config.
+	gdnsdPath string
+	gdnsd     *gdnsdSetup
+	gdnsdNote string
 }
 
 func newBench(o options, args []string, log io.Writer) (*bench, error) {
@@ -254,6 +268,18 @@ func newBench(o options, args []string, log io.Writer) (*bench, error) {
 	}
 	if b.self, err = os.Executable(); err != nil {
 		return nil, fmt.Errorf("finding this binary to run the baseline: %w", err)
+	}
+	switch p, lerr := exec.LookPath(o.gdnsd); {
+	case o.gdnsd == "":
+		b.gdnsdNote = "gdnsd not measured (-gdnsd empty)"
+	case lerr != nil:
+		b.gdnsdNote = fmt.Sprintf("gdnsd not measured: %s not found (Debian package gdnsd)", o.gdnsd)
+	default:
+		if b.gdnsd, err = newGdnsdSetup(o.config, o.name, o.answer, o.geoName); err != nil {
+			return nil, fmt.Errorf("gdnsd: %w", err)
+		}
+		b.gdnsdPath = p
+		b.gdnsdNote = "gdnsd " + gdnsdVersion(p) + " measured beside gslbd: plugin_geoip, nearest datacenter by coordinates"
 	}
 
 	// Pinning needs two cores this process may use; runtime.NumCPU counts
@@ -324,6 +350,19 @@ func writeWireFile(path, name string, nets []ecsNetwork) error {
 	return f.Close()
 }
 
+// gdnsdVersion is the version gdnsd's usage message names.
+func gdnsdVersion(path string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, path, "-h").CombinedOutput()
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "gdnsd version "); ok {
+			return v
+		}
+	}
+	return "(version unknown)"
+}
+
 func dnsperfVersion(path string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -354,6 +393,8 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 		rep.Settings.ECSNetworks = ecsNetworks
 	}
 	fmt.Fprintf(b.log, "dnsbench: %s\n", b.pinNote)
+	fmt.Fprintf(b.log, "dnsbench: %s\n", b.gdnsdNote)
+	rep.GdnsdNote = b.gdnsdNote
 	for round := 1; round <= b.o.rounds; round++ {
 		// The baseline answers the static scenario only: it has no EDNS,
 		// GeoIP or policies.
@@ -364,6 +405,9 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 		var jobs []job
 		if slices.Contains(b.o.scens, scStatic) {
 			jobs = append(jobs, job{"baseline", []string{scStatic}})
+		}
+		if gs := gdnsdScenarios(b.o.scens); b.gdnsd != nil && len(gs) > 0 {
+			jobs = append(jobs, job{"gdnsd", scenarioOrder(gs, round)})
 		}
 		jobs = append(jobs, job{"gslbd", scenarioOrder(b.o.scens, round)})
 		for _, j := range jobs {
@@ -417,6 +461,9 @@ func (b *bench) measure(ctx context.Context, rep *report, round int, server stri
 			return nil, fmt.Errorf("%s scenario: %w", name, err)
 		}
 		if round == 1 {
+			for i := range answers {
+				answers[i].Server = server
+			}
 			rep.ECSCheck = append(rep.ECSCheck, answers...)
 		}
 	}
@@ -446,6 +493,7 @@ func (b *bench) measure(ctx context.Context, rep *report, round int, server stri
 			if err != nil {
 				return nil, err
 			}
+			u0, uerr0 := p.userTicks()
 			cb0, ct0, cerr0 := b.serverCoreTicks()
 			w0 := time.Now()
 			st, clientCPU, err := b.dnsperfRun(ctx, port, sc, b.o.duration, qps, fmt.Sprintf("%d-%s-%s-%s", round, server, name, r.Mode))
@@ -455,6 +503,10 @@ func (b *bench) measure(ctx context.Context, rep *report, round int, server stri
 			t1, err := p.cpuTicks()
 			if err != nil {
 				return nil, err
+			}
+			if u1, uerr1 := p.userTicks(); uerr0 == nil && uerr1 == nil && t1 > t0 {
+				user := 100 * float64(u1-u0) / float64(t1-t0)
+				r.UserPct = &user
 			}
 			wall := time.Since(w0).Seconds()
 			cb1, ct1, cerr1 := b.serverCoreTicks()
@@ -485,6 +537,7 @@ func (b *bench) measure(ctx context.Context, rep *report, round int, server stri
 // ecsAnswer is what gslbd answered one query of an ECS scenario, checked
 // before the scenario is measured.
 type ecsAnswer struct {
+	Server   string       `json:"server"`
 	Scenario string       `json:"scenario"`
 	Network  netip.Prefix `json:"network"`
 	Place    string       `json:"place"`
@@ -586,6 +639,12 @@ func (b *bench) startServer(ctx context.Context, server string) (*proc, int, err
 			argv = []string{b.o.gslbd, "serve", "--config", b.o.config,
 				"--set", "dns.listen=" + dnsAddr, "--set", "http.listen=" + httpAddr, "--log.level", "warn"}
 			readyURL = "http://" + httpAddr + "/readyz"
+		case "gdnsd":
+			dir := filepath.Join(b.tmp, fmt.Sprintf("gdnsd-%d", port))
+			if err := b.gdnsd.write(dir, dnsAddr); err != nil {
+				return nil, 0, err
+			}
+			argv = []string{b.gdnsdPath, "-c", dir, "start"}
 		}
 		p, err := b.startProc(server, argv)
 		if err != nil {
@@ -796,6 +855,17 @@ func (p *proc) cpuTicks() (uint64, error) {
 		return 0, err
 	}
 	return procTicks(b)
+}
+
+// userTicks is the user-space part of cpuTicks: the share of the server's
+// time spent in its own code rather than in the kernel's.
+func (p *proc) userTicks() (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	user, _, err := procTimes(b)
+	return user, err
 }
 
 // stop sends SIGTERM, then SIGKILL after stopGrace. os.Process signals

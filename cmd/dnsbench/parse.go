@@ -186,28 +186,35 @@ func latencyPercentiles(lat []float64) *percentiles {
 }
 
 // procTicks returns utime+stime, in clock ticks, from the contents of
+// /proc/PID/stat.
+func procTicks(stat []byte) (uint64, error) {
+	ut, st, err := procTimes(stat)
+	return ut + st, err
+}
+
+// procTimes returns utime and stime, in clock ticks, from the contents of
 // /proc/PID/stat. The command name (field 2) is in parentheses and may
 // itself hold spaces and parentheses, so fields are counted from the last
 // ')'.
-func procTicks(stat []byte) (uint64, error) {
+func procTimes(stat []byte) (user, system uint64, err error) {
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, errors.New("/proc stat: no command name")
+		return 0, 0, errors.New("/proc stat: no command name")
 	}
 	f := strings.Fields(string(stat[i+1:]))
 	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc stat: %d fields after the command name, want at least 13", len(f))
+		return 0, 0, fmt.Errorf("/proc stat: %d fields after the command name, want at least 13", len(f))
 	}
 	ut, err := strconv.ParseUint(f[11], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("/proc stat utime: %w", err)
+		return 0, 0, fmt.Errorf("/proc stat utime: %w", err)
 	}
 	st, err := strconv.ParseUint(f[12], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("/proc stat stime: %w", err)
+		return 0, 0, fmt.Errorf("/proc stat stime: %w", err)
 	}
-	return ut + st, nil
+	return ut, st, nil
 }
 
 // median is 0 for no values, as JSON has no NaN.

@@ -13,17 +13,19 @@ import (
 
 // report is everything one invocation measured; it is also the JSON.
 type report struct {
-	Date     string    `json:"date"`
-	Host     string    `json:"host"`
-	CPUs     int       `json:"cpus"`
-	Go       string    `json:"go"`
-	DNSPerf  string    `json:"dnsperf_version"`
-	Args     []string  `json:"args"`
-	Pinned   bool      `json:"pinned"`
-	PinNote  string    `json:"pinning"`
-	Settings settings  `json:"settings"`
-	Runs     []result  `json:"runs"`
-	Summary  []summary `json:"summary"`
+	Date    string   `json:"date"`
+	Host    string   `json:"host"`
+	CPUs    int      `json:"cpus"`
+	Go      string   `json:"go"`
+	DNSPerf string   `json:"dnsperf_version"`
+	Args    []string `json:"args"`
+	Pinned  bool     `json:"pinned"`
+	PinNote string   `json:"pinning"`
+	// GdnsdNote says whether and which gdnsd was measured beside gslbd.
+	GdnsdNote string    `json:"gdnsd,omitempty"`
+	Settings  settings  `json:"settings"`
+	Runs      []result  `json:"runs"`
+	Summary   []summary `json:"summary"`
 	// ECSCheck is what gslbd answered each ECS scenario query in round 1,
 	// before measuring.
 	ECSCheck []ecsAnswer `json:"ecs_check,omitempty"`
@@ -60,8 +62,11 @@ type result struct {
 	// OtherPct is the share of the server's core that was busy but not
 	// with the server: other processes on this shared machine, interrupts,
 	// hypervisor steal. Only when pinned; it says how noisy the run was.
-	OtherPct *float64     `json:"server_core_other_percent,omitempty"`
-	Latency  *percentiles `json:"latency,omitempty"`
+	OtherPct *float64 `json:"server_core_other_percent,omitempty"`
+	// UserPct is the user-space share of the server's CPU time; the rest
+	// is the kernel's, mostly its UDP receive and send path.
+	UserPct *float64     `json:"server_user_percent,omitempty"`
+	Latency *percentiles `json:"latency,omitempty"`
 	// GeoLookups is how many clients gslbd located (GeoIP cache hits and
 	// misses) during the run, from its /metrics: about one per answered
 	// query in the geo scenario, none in the static ones.
@@ -94,6 +99,8 @@ type runSummary struct {
 	QPS     float64 `json:"qps_median"`
 	CPUPerQ float64 `json:"cpu_us_per_query_median"`
 	P99     float64 `json:"p99_us_median,omitempty"`
+	Lost    int64   `json:"queries_lost_total"`
+	UserPct float64 `json:"user_percent_median,omitempty"`
 }
 
 // comparison is Of against To: Of's CPU µs/query and QPS divided by To's,
@@ -129,6 +136,9 @@ var comparisons = []struct {
 	{"geo/static", "gslbd geo", "gslbd static", 1.25, 0},
 	{"static-ecs/static", "gslbd static-ecs", "gslbd static", 0, 0},
 	{"geo/static-ecs", "gslbd geo", "gslbd static-ecs", 0, 0},
+	// The fast path's issue: the geo answer at gdnsd's cost, within 5%.
+	{"gslbd/gdnsd geo", "gslbd geo", "gdnsd geo", 1.05, 0},
+	{"gslbd/gdnsd static", "gslbd static", "gdnsd static", 0, 0},
 }
 
 // noisyPct is how much of the server's core may go to other work before a
@@ -181,7 +191,8 @@ func (rep *report) summarise() {
 		slices.SortStableFunc(labels, func(a, b string) int { return labelRank(a) - labelRank(b) })
 		s := summary{Mode: mode, ServerSaturation: true}
 		for _, l := range labels {
-			var q, c, p []float64
+			var q, c, p, u []float64
+			var lost int64
 			for round := 1; round <= rep.Settings.Rounds; round++ {
 				r, ok := byRound[round][l]
 				if !ok {
@@ -191,13 +202,17 @@ func (rep *report) summarise() {
 				if r.Latency != nil {
 					p = append(p, r.Latency.P99)
 				}
+				if r.UserPct != nil {
+					u = append(u, *r.UserPct)
+				}
+				lost += r.DNSPerf.Lost
 				// Below 90% of its core a server had capacity left: dnsperf
 				// or other load, not the server, set the QPS.
 				if r.ServerPct < 90 {
 					s.ServerSaturation = false
 				}
 			}
-			s.Runs = append(s.Runs, runSummary{Run: l, QPS: median(q), CPUPerQ: median(c), P99: median(p)})
+			s.Runs = append(s.Runs, runSummary{Run: l, QPS: median(q), CPUPerQ: median(c), P99: median(p), Lost: lost, UserPct: median(u)})
 		}
 		for _, cd := range comparisons {
 			if !slices.Contains(labels, cd.of) || !slices.Contains(labels, cd.to) {
@@ -244,13 +259,16 @@ func (rep *report) summarise() {
 	}
 }
 
-// labelRank orders the summary: the baseline, then gslbd's scenarios as
-// allScenarios lists them.
+// labelRank orders the summary: the baseline, gdnsd, then gslbd, each
+// server's scenarios as allScenarios lists them.
 func labelRank(l string) int {
 	server, scen, _ := strings.Cut(l, " ")
 	r := slices.Index(allScenarios, scen)
-	if server == "gslbd" {
+	switch server {
+	case "gdnsd":
 		r += len(allScenarios)
+	case "gslbd":
+		r += 2 * len(allScenarios)
 	}
 	return r
 }
@@ -269,6 +287,9 @@ func ratio(a, b float64) float64 {
 
 func (rep *report) print(w io.Writer) {
 	fmt.Fprintf(w, "dnsbench %s: %d CPUs, %s, dnsperf %s, %s\n", rep.Date, rep.CPUs, rep.Go, rep.DNSPerf, rep.PinNote)
+	if rep.GdnsdNote != "" {
+		fmt.Fprintln(w, rep.GdnsdNote)
+	}
 	st := rep.Settings
 	fmt.Fprintf(w, "scenarios %s; dnsperf -T %d -c %d -q %d; %gs per run after a %gs warm-up; rounds: %d\n",
 		strings.Join(st.Scenarios, ","), st.Threads, st.Clients, st.Outstanding, st.Duration, st.Warmup, st.Rounds)
@@ -284,18 +305,21 @@ func (rep *report) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\tserver\tscenario\tmode\tQPS\tlost\tavg µs\tp50 µs\tp99 µs\tsrv CPU µs/q\tQPS/core\tresp B\tGeoIP/q\tsrv CPU%\tdnsperf CPU%\tother% srv core\t")
+	fmt.Fprintln(tw, "round\tserver\tscenario\tmode\tQPS\tlost\tavg µs\tp50 µs\tp99 µs\tsrv CPU µs/q\tQPS/core\tresp B\tGeoIP/q\tsrv CPU%\tuser%\tdnsperf CPU%\tother% srv core\t")
 	for _, r := range rep.Runs {
-		p50, p99, other := "-", "-", "-"
+		p50, p99, other, user := "-", "-", "-", "-"
 		if r.OtherPct != nil {
 			other = fmt.Sprintf("%.0f", *r.OtherPct)
+		}
+		if r.UserPct != nil {
+			user = fmt.Sprintf("%.0f", *r.UserPct)
 		}
 		if r.Latency != nil {
 			p50, p99 = fmt.Sprintf("%.0f", r.Latency.P50), fmt.Sprintf("%.0f", r.Latency.P99)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.0f\t%d\t%.0f\t%s\t%s\t%.2f\t%s\t%d\t%s\t%.0f\t%.0f\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.0f\t%d\t%.0f\t%s\t%s\t%.2f\t%s\t%d\t%s\t%.0f\t%s\t%.0f\t%s\t\n",
 			r.Round, r.Server, r.Scenario, mode(r), r.DNSPerf.QPS, r.DNSPerf.Lost, r.DNSPerf.AvgLatency*1e6, p50, p99,
-			r.CPUPerQ, perCore(r), r.DNSPerf.ResponseSize, r.geoPerQuery(), r.ServerPct, r.ClientPct, other)
+			r.CPUPerQ, perCore(r), r.DNSPerf.ResponseSize, r.geoPerQuery(), r.ServerPct, user, r.ClientPct, other)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -307,11 +331,14 @@ func (rep *report) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%s, medians over rounds:\n", m)
 		for _, r := range s.Runs {
-			fmt.Fprintf(w, "  %-17s %8.0f QPS  %6.2f CPU µs/query", r.Run, r.QPS, r.CPUPerQ)
+			fmt.Fprintf(w, "  %-18s %8.0f QPS  %6.2f CPU µs/query", r.Run, r.QPS, r.CPUPerQ)
 			if r.P99 > 0 {
 				fmt.Fprintf(w, "  p99 %.0f µs", r.P99)
 			}
-			fmt.Fprintln(w)
+			if r.UserPct > 0 {
+				fmt.Fprintf(w, "  user %.0f%%", r.UserPct)
+			}
+			fmt.Fprintf(w, "  lost %d\n", r.Lost)
 		}
 		for _, c := range s.Comparisons {
 			fmt.Fprintf(w, "  %s (%s / %s):\n", c.Name, c.Of, c.To)
@@ -353,10 +380,10 @@ func (rep *report) printECSCheck(w io.Writer) {
 		}
 	}
 	if len(geo) > 0 {
-		fmt.Fprintln(w, "geo scenario, checked before measuring round 1: each query's client subnet, answer and ECS scope")
+		fmt.Fprintln(w, "geo scenario, checked before measuring round 1: each query's server, client subnet, answer and ECS scope")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, a := range geo {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t/%d\n", a.Network, a.Place, strings.Join(a.Answer, " "), a.Scope)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t/%d\n", a.Server, a.Network, a.Place, strings.Join(a.Answer, " "), a.Scope)
 		}
 		tw.Flush()
 	}
