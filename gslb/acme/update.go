@@ -399,6 +399,13 @@ func (s *Settings) apply(cur []Record, updates []dns.RR, now time.Time) ([]Recor
 			} else {
 				next = append(next, rec)
 			}
+			// One TTL for the RRset (RFC 2181 section 5.2): the last one
+			// added, as BIND does.
+			for i := range next {
+				if next[i].Name == name {
+					next[i].TTL = rec.TTL
+				}
+			}
 		case dns.ClassANY:
 			next = slices.DeleteFunc(next, func(r Record) bool { return r.Name == name })
 		case dns.ClassNONE:

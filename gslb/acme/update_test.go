@@ -280,10 +280,12 @@ func TestExpiryAndCaps(t *testing.T) {
 		}
 		f.now = f.now.Add(time.Hour)
 	}
-	// Adding "1" again refreshes it rather than counting twice.
+	// Adding "1" again refreshes it rather than counting twice, and its
+	// TTL becomes the RRset's.
 	if rc := f.send(t, upd(zone, func(m *dns.Msg) { m.Insert([]dns.RR{txt(chal, 30, "1")}) }), key); rc != dns.RcodeSuccess {
 		t.Fatalf("re-add: got %s", dns.RcodeToString[rc])
 	}
+	want(t, f.stored(t), chal+"\t30\tIN\tTXT\t\"1\"", chal+"\t30\tIN\tTXT\t\"2\"", chal+"\t30\tIN\tTXT\t\"3\"")
 	// After a lowered cap, deleting still works, adding does not.
 	s := *f.h.settings.Load()
 	s.MaxPerName = 1
