@@ -337,3 +337,32 @@ func TestACMEReload(t *testing.T) {
 		t.Errorf("served: got %q, want before and new-key", got)
 	}
 }
+
+// TestACMERedisDown: while Redis is unreachable an update is SERVFAIL and
+// changes nothing, the records last read keep being served, and updates
+// work again once Redis is back.
+func TestACMERedisDown(t *testing.T) {
+	rs := redistest.Start(t)
+	rs.RequireReal(t)
+	d := startDaemon(t, acmeDir(t, t.TempDir(), "acme-a", 1, rs.Addr()))
+	add := func(s string) int {
+		return acmeUpdate(t, d.dns, "tcp", "it.test.", "acme-key.", dns.HmacSHA256, acmeSecret, func(m *dns.Msg) {
+			m.Insert([]dns.RR{chalTXT(acmeChal, 60, s)})
+		}).Rcode
+	}
+	if rc := add("kept"); rc != dns.RcodeSuccess {
+		t.Fatalf("add: got %s", dns.RcodeToString[rc])
+	}
+	rs.Kill()
+	if rc := add("lost"); rc != dns.RcodeServerFailure {
+		t.Errorf("add with Redis down: got %s, want SERVFAIL", dns.RcodeToString[rc])
+	}
+	wantServed(t, d, acmeChal, "kept", "with Redis down")
+	_, metrics := httpDo(t, "GET", "http://"+d.http+"/metrics", "")
+	if !strings.Contains(metrics, `gslb_acme_updates_total{result="servfail"} 1`) || strings.Contains(metrics, "gslb_acme_store_errors_total 0") {
+		t.Errorf("metrics: want the SERVFAIL and a store error counted:\n%s", grep(metrics, "gslb_acme"))
+	}
+	rs.Restart() // empty: what Redis held is gone, and the instance follows
+	eventually(t, "an update to succeed once Redis is back", func() bool { return add("back") == dns.RcodeSuccess })
+	wantServed(t, d, acmeChal, "back", "after Redis came back empty")
+}
