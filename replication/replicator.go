@@ -158,39 +158,63 @@ func (r *replicator) stream(ctx context.Context) (progressed bool, err error) {
 			return false, err
 		}
 	}
+	// One read is in flight at most. When caught up it is a blocking read
+	// that the peer answers the moment a change arrives, so a change
+	// waits about one trip across the link; when behind, a plain read,
+	// sent while the previous batch is applied.
+	reads := make(chan readResult, 1)
+	read := func(after string, afterN int64, wait bool) {
+		go func() {
+			var b redisstore.Batch
+			var err error
+			if wait {
+				rctx, cancel := context.WithTimeout(ctx, r.mg.o.Block+opTimeout)
+				defer cancel()
+				b, err = peer.WaitChanges(rctx, after, afterN, r.mg.o.Batch, r.mg.o.Block)
+			} else {
+				rctx, cancel := context.WithTimeout(ctx, opTimeout)
+				defer cancel()
+				b, err = peer.ReadChanges(rctx, after, afterN, r.mg.o.Batch)
+			}
+			reads <- readResult{b, wait, err}
+		}()
+	}
+	read(cp, cpN, false)
 	for {
-		rctx, cancel := context.WithTimeout(ctx, opTimeout)
-		b, err := peer.ReadChanges(rctx, cp, cpN, r.mg.o.Batch)
-		cancel()
-		if err != nil {
-			return progressed, err
+		var res readResult
+		select {
+		case <-ctx.Done():
+			return progressed, ctx.Err()
+		case res = <-reads:
+		}
+		if res.err != nil {
+			return progressed, res.err
 		}
 		progressed = true
+		b := res.b
 		if b.Gap {
 			if cp, cpN, err = r.resync(ctx, "the peer's log was trimmed past the checkpoint, or started over"); err != nil {
 				return progressed, err
 			}
+			read(cp, cpN, false)
 			continue
 		}
-		now := time.Now()
+		if b.Last == "" {
+			r.mu.Lock()
+			r.state, r.caughtUp = stateStreaming, time.Now()
+			r.setLagLocked(0)
+			r.mu.Unlock()
+			// A wait that found nothing cannot tell an idle log from one
+			// trimmed to nothing; a plain read checks its counter.
+			read(cp, cpN, !res.waited)
+			continue
+		}
 		r.mu.Lock()
 		r.state = stateStreaming
-		if b.Last == "" {
-			r.caughtUp = now
-			r.setLagLocked(0)
-		} else {
-			r.setLagLocked(now.Sub(redisstore.IDTime(first(b))))
-		}
+		r.setLagLocked(time.Since(redisstore.IDTime(first(b))))
 		r.mu.Unlock()
-		if b.Last == "" {
-			wctx, cancel := context.WithTimeout(ctx, r.mg.o.Block+opTimeout)
-			_, err := peer.WaitChanges(wctx, cp, r.mg.o.Block)
-			cancel()
-			if err != nil {
-				return progressed, err
-			}
-			continue
-		}
+		full := int64(len(b.Changes)+len(b.Malformed)) >= r.mg.o.Batch
+		read(b.Last, b.LastN, !full)
 		for _, m := range b.Malformed {
 			r.malformed.Inc()
 			r.log.Warn("skipping a malformed change log entry", "id", m.ID, "err", m.Err)
@@ -200,6 +224,12 @@ func (r *replicator) stream(ctx context.Context) (progressed bool, err error) {
 		}
 		cp, cpN = b.Last, b.LastN
 	}
+}
+
+type readResult struct {
+	b      redisstore.Batch
+	waited bool // from WaitChanges
+	err    error
 }
 
 // first is the ID of a batch's first entry, malformed or not.

@@ -427,13 +427,22 @@ func (s *Store) ReadChanges(ctx context.Context, after string, afterN, count int
 		return Batch{}, wrap(ctx, "read changes", s.rk.stream, err)
 	}
 	counter, _ := strconv.ParseInt(seq.Val(), 10, 64)
-	b := Batch{LastN: afterN, Gap: counter < afterN}
-	firstN := int64(0)
-	for _, m := range rng.Val() {
+	b, numbered := batchOf(rng.Val(), afterN)
+	b.Gap = b.Gap || counter < afterN || !numbered && counter > afterN
+	return b, nil
+}
+
+// batchOf sorts entries read after the entry numbered afterN into changes
+// and malformed entries. The first numbered entry must be afterN+1, or
+// some were trimmed before they were read (Gap). numbered reports whether
+// any entry had a number to check.
+func batchOf(msgs []redis.XMessage, afterN int64) (b Batch, numbered bool) {
+	b.LastN = afterN
+	for _, m := range msgs {
 		b.Last = m.ID
 		if n := seqOf(m); n > 0 {
-			if firstN == 0 {
-				firstN = n
+			if !numbered {
+				numbered, b.Gap = true, n != afterN+1
 			}
 			b.LastN = n
 		}
@@ -444,26 +453,24 @@ func (s *Store) ReadChanges(ctx context.Context, after string, afterN, count int
 		}
 		b.Changes = append(b.Changes, c)
 	}
-	if firstN != 0 {
-		b.Gap = b.Gap || firstN != afterN+1
-	} else {
-		b.Gap = b.Gap || counter > afterN
-	}
-	return b, nil
+	return b, numbered
 }
 
-// WaitChanges blocks up to block for an entry after the ID after, and
-// reports whether there is one. It does not return the entries: they are
-// read with ReadChanges, which also checks for a gap.
-func (s *Store) WaitChanges(ctx context.Context, after string, block time.Duration) (bool, error) {
-	res, err := s.u.XRead(ctx, &redis.XReadArgs{Streams: []string{s.rk.stream, cmp(after, "0-0")}, Count: 1, Block: block}).Result()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
+// WaitChanges blocks up to block for entries after the ID after (numbered
+// afterN), and returns up to count of them as ReadChanges does. Waiting
+// and reading are one round trip, which on a WAN is most of the lag. With
+// nothing read it cannot tell a trimmed log from an idle one; the caller
+// reads again with ReadChanges.
+func (s *Store) WaitChanges(ctx context.Context, after string, afterN, count int64, block time.Duration) (Batch, error) {
+	res, err := s.u.XRead(ctx, &redis.XReadArgs{Streams: []string{s.rk.stream, cmp(after, "0-0")}, Count: count, Block: block}).Result()
+	if errors.Is(err, redis.Nil) || err == nil && len(res) == 0 {
+		return Batch{LastN: afterN}, nil
 	}
 	if err != nil {
-		return false, wrap(ctx, "wait for changes", s.rk.stream, err)
+		return Batch{}, wrap(ctx, "wait for changes", s.rk.stream, err)
 	}
-	return len(res) > 0 && len(res[0].Messages) > 0, nil
+	b, _ := batchOf(res[0].Messages, afterN)
+	return b, nil
 }
 
 // LastChangeID is the ID of the last entry ever added to the log ("0-0"
