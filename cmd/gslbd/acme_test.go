@@ -134,6 +134,22 @@ func restart(t *testing.T, d *daemonProc, cfgFile string) *daemonProc {
 	return startDaemon(t, cfgFile)
 }
 
+// digTXT asks dig for the challenge name's TXT records; "" without dig.
+func digTXT(t *testing.T, d *daemonProc, opts ...string) string {
+	t.Helper()
+	dig, err := exec.LookPath("dig")
+	if err != nil {
+		return ""
+	}
+	host, port, _ := net.SplitHostPort(d.dns)
+	args := append([]string{"@" + host, "-p", port, "+time=3", "+tries=1"}, opts...)
+	out, err := exec.Command(dig, append(args, acmeChal, "TXT")...).CombinedOutput()
+	if err != nil {
+		t.Errorf("dig: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
@@ -151,6 +167,11 @@ func requireTool(t *testing.T, name string) string {
 func TestACMEUpdates(t *testing.T) {
 	dir := t.TempDir()
 	d := startDaemon(t, acmeDir(t, dir, "acme-1", 1, "file"))
+	_, err := exec.LookPath("dig")
+	dig := err == nil
+	if !dig && os.Getenv("CI") == "true" {
+		t.Fatal("dig is not installed; CI must install bind9-dnsutils")
+	}
 	sign := func(proto string, build func(m *dns.Msg)) *dns.Msg {
 		return acmeUpdate(t, d.dns, proto, "it.test.", "acme-key.", dns.HmacSHA256, acmeSecret, build)
 	}
@@ -163,14 +184,8 @@ func TestACMEUpdates(t *testing.T) {
 		if got, rc := served(t, d, acmeChal); rc != dns.RcodeSuccess || len(got) != 1 || got[0] != "token-"+proto {
 			t.Fatalf("%s: TXT after add: got %s %q, want token-%s", proto, dns.RcodeToString[rc], got, proto)
 		}
-		if dig, err := exec.LookPath("dig"); err == nil {
-			host, port, _ := net.SplitHostPort(d.dns)
-			out, err := exec.Command(dig, "@"+host, "-p", port, "+time=3", "+tries=1", "+short", acmeChal, "TXT").CombinedOutput()
-			if err != nil || strings.TrimSpace(string(out)) != `"token-`+proto+`"` {
-				t.Errorf("dig TXT: got %v %q", err, out)
-			}
-		} else if os.Getenv("CI") == "true" {
-			t.Fatal("dig is not installed; CI must install bind9-dnsutils")
+		if out := digTXT(t, d, "+short"); dig && strings.TrimSpace(out) != `"token-`+proto+`"` {
+			t.Errorf("dig TXT after add: got %q", out)
 		}
 		r = sign(proto, func(m *dns.Msg) { m.Remove([]dns.RR{chalTXT(acmeChal, 0, "token-"+proto)}) })
 		if r.Rcode != dns.RcodeSuccess {
@@ -178,6 +193,9 @@ func TestACMEUpdates(t *testing.T) {
 		}
 		if got, rc := served(t, d, acmeChal); rc != dns.RcodeNameError || len(got) != 0 {
 			t.Fatalf("%s: TXT after delete: got %s %q, want NXDOMAIN", proto, dns.RcodeToString[rc], got)
+		}
+		if out := digTXT(t, d); dig && !strings.Contains(out, "status: NXDOMAIN") {
+			t.Errorf("dig TXT after delete: got\n%s\nwant NXDOMAIN", out)
 		}
 	}
 
