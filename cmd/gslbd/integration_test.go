@@ -80,7 +80,13 @@ func startDaemon(t *testing.T, cfgFile string, extra ...string) *daemonProc {
 	t.Helper()
 	args := append([]string{"serve", "--config", cfgFile, "--dns.listen", "127.0.0.1:0",
 		"--http.listen", "127.0.0.1:0", "--log.format", "json"}, extra...)
-	cmd := exec.Command(gslbdBin, args...)
+	return startDaemonCmd(t, exec.Command(gslbdBin, args...))
+}
+
+// startDaemonCmd starts a prepared gslbd command (its own environment or
+// inherited descriptors) and waits for its "gslbd ready" line.
+func startDaemonCmd(t *testing.T, cmd *exec.Cmd) *daemonProc {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

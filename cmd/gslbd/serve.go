@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -61,11 +62,25 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gslbd: configuration refused, nothing started:\n%s", joinLines(config.Errors(err)))
 		return exitFail
 	}
-	d, err := newDaemon(cfg, cf.options(), snap, reg, geoMetrics, stderr)
+	// Sockets someone else bound come first: systemd's (socket
+	// activation), else a running instance's (hand-over). Either way the
+	// queries that arrive during the restart wait in those sockets.
+	pool, err := activatedSockets()
+	var pred *predecessor
+	if err == nil && pool == nil && cfg.DNS.HandoverSocket != "" {
+		pred, pool, err = takeOver(cfg.DNS.HandoverSocket)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "gslbd: %v\n", err)
 		return exitFatal
 	}
+	d, err := newDaemon(cfg, cf.options(), snap, reg, geoMetrics, stderr, pool)
+	if err != nil {
+		pred.abandon()
+		fmt.Fprintf(stderr, "gslbd: %v\n", err)
+		return exitFatal
+	}
+	d.pred = pred
 	return d.run(sigs)
 }
 
@@ -103,10 +118,15 @@ type daemon struct {
 	reloads         *prometheus.CounterVec
 	lastReloadOK    prometheus.Gauge
 	lastReloadOKSec prometheus.Gauge
+
+	pred       *predecessor       // the instance this one takes over from, until ready
+	handedOver chan *net.UnixConn // a successor is ready: stop, then answer DONE
+	handover   atomic.Pointer[handoverListener]
 }
 
-func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg *prometheus.Registry, geoMetrics *geo.Metrics, stderr io.Writer) (*daemon, error) {
-	d := &daemon{opts: opts, cfg: cfg, level: new(slog.LevelVar), reg: reg, geo: geoMetrics}
+func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg *prometheus.Registry, geoMetrics *geo.Metrics, stderr io.Writer, pool *socketPool) (*daemon, error) {
+	d := &daemon{opts: opts, cfg: cfg, level: new(slog.LevelVar), reg: reg, geo: geoMetrics,
+		handedOver: make(chan *net.UnixConn, 1)}
 	d.level.Set(parseLevel(cfg.Log.Level))
 	d.log = newLogger(cfg.Log.Format, d.level, stderr).With("instance", cfg.Instance.Name)
 
@@ -192,18 +212,33 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 		Addrs:             cfg.DNS.Listen,
 		TCPIdleTimeout:    cfg.DNS.TCPIdleTimeout,
 		TCPMaxConnections: cfg.DNS.TCPMaxConnections,
+		Inherited:         pool.take,
 	})
 	if err != nil {
+		pool.leftovers()
 		return nil, err
 	}
 	network := "tcp4" // one family per socket, as for DNS: 0.0.0.0 must not also mean [::]
 	if cfg.HTTP.Listen.Addr().Is6() {
 		network = "tcp6"
 	}
-	d.httpLn, err = net.Listen(network, cfg.HTTP.Listen.String())
+	if f := pool.take("http", cfg.HTTP.Listen); f != nil {
+		d.httpLn, err = net.FileListener(f)
+		f.Close()
+	} else {
+		d.httpLn, err = net.Listen(network, cfg.HTTP.Listen.String())
+	}
 	if err != nil {
 		_ = d.listen.Shutdown(context.Background())
 		return nil, fmt.Errorf("http: listening on %s: %w", cfg.HTTP.Listen, err)
+	}
+	if left := pool.leftovers(); len(left) > 0 {
+		if pool.source == "socket activation" {
+			_ = d.listen.Shutdown(context.Background())
+			d.httpLn.Close()
+			return nil, fmt.Errorf("socket activation passed %s, which neither dns.listen nor http.listen lists", strings.Join(left, ", "))
+		}
+		d.log.Warn("the predecessor's sockets this configuration does not list were closed", "from", pool.source, "sockets", left)
 	}
 	d.httpSrv = &http.Server{
 		Handler:           d.admin,
@@ -229,6 +264,9 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 	d.admin.Start(ctx)
 	go d.rampTicker(ctx)
 	go d.watchACME(ctx)
+	if d.pred == nil {
+		d.startHandover(ctx)
+	}
 	fatal := make(chan error, 2)
 	go func() {
 		if err := d.listen.Serve(); err != nil {
@@ -254,6 +292,14 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 			return
 		}
 		d.admin.SetReady()
+		if err := sdNotify("READY=1\nSTATUS=serving"); err != nil {
+			d.log.Warn("could not tell systemd gslbd is ready", "err", err)
+		}
+		if d.pred != nil {
+			d.pred.finish(d.log)
+			d.pred = nil
+			d.startHandover(ctx)
+		}
 		d.log.Info("gslbd ready", "version", version, "dns", dnsAddrs, "http", d.httpLn.Addr().String(),
 			"zones", d.dns.Snapshot().Zones())
 	}()
@@ -267,6 +313,11 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 			}
 			d.log.Info("shutting down", "signal", sig.String())
 			return d.shutdown(exitOK)
+		case conn := <-d.handedOver:
+			code := d.shutdown(exitOK)
+			_, _ = conn.Write([]byte("DONE\n"))
+			conn.Close()
+			return code
 		case err := <-fatal:
 			d.log.Error("listener failed; shutting down", "err", err)
 			return d.shutdown(exitFatal)
@@ -275,6 +326,10 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 }
 
 func (d *daemon) shutdown(code int) int {
+	_ = sdNotify("STOPPING=1")
+	if h := d.handover.Load(); h != nil {
+		h.close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -64,7 +64,9 @@ type DNS struct {
 	TCPIdleTimeout    time.Duration    `mapstructure:"tcp_idle_timeout"`
 	TCPMaxConnections int              `mapstructure:"tcp_max_connections"`
 	Identity          Identity         `mapstructure:"identity"`
+	// HandoverSocket is the Unix socket path on which a running instance
 	// hands its listening sockets to its successor; empty: no hand-over.
+	HandoverSocket string `mapstructure:"handover_socket"`
 }
 
 // Identity controls how the instance names itself to DNS clients.

@@ -13,6 +13,7 @@ var restartOnly = []struct {
 	{"instance", func(c *Config) any { return c.Instance }, func(d, s *Config) { d.Instance = s.Instance }},
 	{"dns.listen", func(c *Config) any { return c.DNS.Listen }, func(d, s *Config) { d.DNS.Listen = s.DNS.Listen }},
 	{"dns.tcp_idle_timeout", func(c *Config) any { return c.DNS.TCPIdleTimeout }, func(d, s *Config) { d.DNS.TCPIdleTimeout = s.DNS.TCPIdleTimeout }},
+	{"dns.handover_socket", func(c *Config) any { return c.DNS.HandoverSocket }, func(d, s *Config) { d.DNS.HandoverSocket = s.DNS.HandoverSocket }},
 	{"dns.tcp_max_connections", func(c *Config) any { return c.DNS.TCPMaxConnections }, func(d, s *Config) { d.DNS.TCPMaxConnections = s.DNS.TCPMaxConnections }},
 	{"http.listen", func(c *Config) any { return c.HTTP.Listen }, func(d, s *Config) { d.HTTP.Listen = s.HTTP.Listen }},
 	{"http.allow_unauthenticated_loopback", func(c *Config) any { return c.HTTP.AllowUnauthenticatedLoopback }, func(d, s *Config) {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -179,6 +180,9 @@ func (c *Config) validateProcess(v *validator) {
 	}
 	if c.DNS.TCPIdleTimeout <= 0 {
 		v.add("dns.tcp_idle_timeout", "expected a positive duration, got %s", c.DNS.TCPIdleTimeout)
+	}
+	if p := c.DNS.HandoverSocket; p != "" && !filepath.IsAbs(p) {
+		v.add("dns.handover_socket", "expected an absolute path, got %q", p)
 	}
 	if c.DNS.TCPMaxConnections < 1 {
 		v.add("dns.tcp_max_connections", "expected at least 1, got %d", c.DNS.TCPMaxConnections)
