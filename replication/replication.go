@@ -86,6 +86,7 @@ type metrics struct {
 	errors    *prometheus.CounterVec
 	resyncs   *prometheus.CounterVec
 	refused   prometheus.Counter
+	stalew    prometheus.Counter
 	primary   prometheus.Gauge
 	promotes  *prometheus.CounterVec
 }
@@ -120,6 +121,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		refused: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "gslb", Subsystem: "replication", Name: "writes_refused_total",
 			Help: "Session writes refused because this datacenter is an active-passive standby.",
+		}),
+		stalew: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "gslb", Subsystem: "replication", Name: "writes_superseded_total",
+			Help: "Session writes here not stored because another datacenter had changed the session since the writer read it, or a newer version was stored.",
 		}),
 		primary: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: "gslb", Subsystem: "replication", Name: "primary",
@@ -173,6 +178,10 @@ func cmp[T comparable](v, def T) T {
 
 // Refused counts writes a standby refused; the local store calls it.
 func (mg *Manager) Refused(n int) { mg.m.refused.Add(float64(n)) }
+
+// Superseded counts local writes that lost to a newer version; the local
+// store calls it.
+func (mg *Manager) Superseded(n int) { mg.m.stalew.Add(float64(n)) }
 
 // Run replicates from every peer until ctx is done.
 func (mg *Manager) Run(ctx context.Context) {

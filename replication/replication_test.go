@@ -456,3 +456,30 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPeerNeedsPassword: a peer's Redis that requires a password is read
+// with the configured one.
+func TestPeerNeedsPassword(t *testing.T) {
+	dcs := newDCs(t, 2, ActiveActive)
+	a, b := dcs[0], dcs[1]
+	ctx := context.Background()
+	s := testSession(a, 1, "dc-0")
+	put(t, a, s)
+	if err := a.raw.ConfigSet(ctx, "requirepass", "s3cret").Err(); err != nil {
+		t.Fatal(err)
+	}
+	authed, err := redisstore.New(redisstore.Options{Addrs: []string{a.srv.Addr()}, KeyPrefix: testPrefix, Password: "s3cret",
+		ReadTimeout: time.Second, Replication: &redisstore.Replication{Datacenter: a.name, IDs: b.ids, Namespace: testNS}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { authed.Close() })
+	b.start(func(o *Options) { o.Peers[0].Store = authed })
+	eventually(t, "a's session at b, read with the password", func() bool {
+		_, err := b.store.Get(ctx, s.Key())
+		return err == nil
+	})
+	if got := b.counter("errors", "dc-0", "peer"); got != 0 {
+		t.Errorf("peer errors: %v, want 0", got)
+	}
+}

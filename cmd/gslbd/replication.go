@@ -101,6 +101,11 @@ func (r *replicationRunner) storeOptions(cfg *config.Config, d *daemon, dc strin
 				r.mg.Refused(n)
 			}
 		}
+		o.Stale = func(n int) {
+			if r.mg != nil {
+				r.mg.Superseded(n)
+			}
+		}
 	}
 	return o
 }
