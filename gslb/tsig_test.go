@@ -188,3 +188,25 @@ func TestSignedUpdates(t *testing.T) {
 		t.Errorf("updater removed: got %v, %v; want NOTIMP", r, err)
 	}
 }
+
+// BenchmarkUpdatesOn is what turning ACME on costs an ordinary query (the
+// updater look-up and the check for a TSIG record): compare the two
+// sub-benchmarks of one run.
+func BenchmarkUpdatesOn(b *testing.B) {
+	req := query("www.example.test.", dns.TypeA, withEDNS(1232, false))
+	for _, on := range []bool{false, true} {
+		srv, _ := newTestServer(b, testSnapshot(b))
+		name := "off"
+		if on {
+			name = "on"
+			srv.SetUpdates(map[string]TSIGKey{"k.": {Algorithm: dns.HmacSHA256, Secret: []byte("0123456789abcdef")}}, &echoUpdater{})
+		}
+		b.Run(name, func(b *testing.B) {
+			w := &discardWriter{}
+			b.ReportAllocs()
+			for b.Loop() {
+				srv.ServeDNS(w, req)
+			}
+		})
+	}
+}
