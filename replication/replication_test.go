@@ -284,8 +284,11 @@ func TestMalformedEntrySkipped(t *testing.T) {
 	var mu sync.Mutex
 	b.start(func(o *Options) { o.Log = newTestLogger(&logs, &mu) })
 	a.start()
-	put(t, a, testSession(a, 1, "dc-0"))
 	ctx := context.Background()
+	// Written after b's first copy of a's keyspace, so that every entry
+	// reaches b through the log.
+	eventually(t, "b's first checkpoint", func() bool { cp, _, _ := b.store.Checkpoint(ctx, "dc-0"); return cp != "" })
+	put(t, a, testSession(a, 1, "dc-0"))
 	bad := []map[string]any{
 		{"op": "put", "key": "x", "v": "12", "o": "dc-0", "d": "ab", "vv": "dc-0=12", "body": `"id":`, "ttl": "1000"}, // body not JSON
 		{"op": "frobnicate", "v": "1", "o": "dc-0"},

@@ -318,10 +318,22 @@ func (r *replicator) resync(ctx context.Context, why string) (string, int64, err
 			break
 		}
 	}
+	// A promote is in the log, not in the keyspace: the peer's role,
+	// read after the log's end was noted, stands for the entries skipped.
+	var role []redisstore.Change
+	cctx, cancel = context.WithTimeout(ctx, opTimeout)
+	st, err := r.peer.Store.Role(cctx)
+	cancel()
+	if err != nil {
+		return "", 0, fmt.Errorf("resync: %w", err)
+	}
+	if st.Role == redisstore.RolePrimary && st.Term != "0" {
+		role = append(role, redisstore.Change{Op: "promote", Version: st.Term, Origin: st.Primary})
+	}
 	// The checkpoint is set even if it is older than the one stored: a
 	// log that started over (the peer's Redis lost its data) has IDs and
 	// numbers of its own.
-	if err := r.apply(ctx, last, lastN, nil, true); err != nil {
+	if err := r.apply(ctx, last, lastN, role, true); err != nil {
 		return "", 0, err
 	}
 	r.resyncsC.Inc()
