@@ -9,15 +9,44 @@ REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 FUZZTIME ?= 20s
 BENCHTIME ?= 10s
+
+# make install: the binary, the systemd units and, unless one is there, a
+# configuration with a fresh admin token. DESTDIR stages a package;
+# INSTALL_USER=no skips creating the gslbd system user.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /etc/systemd/system
+DESTDIR    ?=
+INSTALL_USER ?= $(if $(DESTDIR),no,yes)
 # The fixed offered rate make bench also measures latency at (dnsperf -Q).
 BENCHQPS ?= 20000
 
-.PHONY: all build run test test-short fuzz bench lint fmt clean
+.PHONY: all build run test test-short fuzz bench lint fmt clean install
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/gslbd
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/gslbd
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/gslbd
+	sed -e 's#/usr/local/bin/gslbd#$(BINDIR)/gslbd#g' -e 's#/etc/gslbd/#$(SYSCONFDIR)/gslbd/#g' \
+	  deploy/systemd/gslbd.service > $(DESTDIR)$(UNITDIR)/gslbd.service
+	install -m 0644 deploy/systemd/gslbd.socket $(DESTDIR)$(UNITDIR)/gslbd.socket
+	@if [ "$(INSTALL_USER)" = yes ] && ! id gslbd >/dev/null 2>&1; then \
+	  echo "creating system user gslbd"; useradd --system --no-create-home --shell /usr/sbin/nologin gslbd; fi
+	@conf=$(DESTDIR)$(SYSCONFDIR)/gslbd; \
+	if [ ! -e $$conf/token ]; then \
+	  (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > $$conf/token); echo "wrote a new admin token to $$conf/token"; fi; \
+	if [ ! -e $$conf/gslbd.yaml ]; then \
+	  sed -e 's|# token_file: /etc/gslbd/token|token_file: $(SYSCONFDIR)/gslbd/token|' configs/example.yaml > $$conf/gslbd.yaml; \
+	  echo "wrote $$conf/gslbd.yaml from configs/example.yaml: edit it, then gslbd check-config --config $(SYSCONFDIR)/gslbd/gslbd.yaml"; \
+	else echo "kept the existing $$conf/gslbd.yaml"; fi; \
+	chmod 0640 $$conf/gslbd.yaml $$conf/token; \
+	if [ "$(INSTALL_USER)" = yes ]; then chgrp gslbd $$conf $$conf/gslbd.yaml $$conf/token; fi
+	@echo "then: systemctl daemon-reload && systemctl enable --now gslbd.socket gslbd.service"
 
 run: build
 	$(BIN) serve --config configs/demo.yaml

@@ -36,7 +36,7 @@ func (m *Metrics) answer(a answered) prometheus.Counter {
 // NewMetrics registers the DNS series with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "gslb", Subsystem: "dns", Name: "requests_total",
 			Help: "DNS queries received, by zone, query type and transport.",
@@ -68,6 +68,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "TCP connections closed at once because dns.tcp_max_connections were open.",
 		}),
 	}
+	// Both transports start at zero, so a rate is 0 rather than absent.
+	for _, proto := range []string{"udp", "tcp"} {
+		m.malformed.WithLabelValues(proto)
+	}
+	return m
 }
 
 // seriesKey names one requests/responses pair of series. Looking the

@@ -447,6 +447,15 @@ func (s *Snapshot) AllDown() []string {
 	return out
 }
 
+// Services lists the names of the services the snapshot answers for.
+func (s *Snapshot) Services() []string {
+	out := make([]string, 0, len(s.services))
+	for _, svc := range s.services {
+		out = append(out, svc.name)
+	}
+	return out
+}
+
 // locate places a client, at the default location when there is no
 // database to ask.
 func (s *Snapshot) locate(a netip.Addr) geo.Location {

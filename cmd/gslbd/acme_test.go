@@ -150,18 +150,6 @@ func digTXT(t *testing.T, d *daemonProc, opts ...string) string {
 	return string(out)
 }
 
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed; CI must install bind9-dnsutils", name)
-		}
-		t.Skipf("%s not installed (Debian package bind9-dnsutils); CI installs it", name)
-	}
-	return p
-}
-
 // TestACMEUpdates: a miekg/dns client adds, the record is served (to dig
 // too), and deleted; every refused update changes nothing.
 func TestACMEUpdates(t *testing.T) {
@@ -250,7 +238,7 @@ func TestACMEUpdates(t *testing.T) {
 // TestACMENsupdate drives the daemon with nsupdate, the RFC 2136 client
 // operators use by hand, over UDP and TCP, with the same key file.
 func TestACMENsupdate(t *testing.T) {
-	nsupdate := requireTool(t, "nsupdate")
+	nsupdate := requireTool(t, "nsupdate", "bind9-dnsutils")
 	dir := t.TempDir()
 	d := startDaemon(t, acmeDir(t, dir, "acme-1", 1, "file"))
 	host, port, _ := net.SplitHostPort(d.dns)

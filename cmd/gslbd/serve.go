@@ -450,7 +450,23 @@ func (d *daemon) noteAllDown(old, cur *gslb.Snapshot) {
 	for name := range was {
 		if !now[name] {
 			d.log.Info("a datacenter of the service is up again", "service", name)
+		}
+	}
+	// Every service has a series, 0 while it has a datacenter up, so an
+	// alert on it can tell "fine" from "not exported"; a service a reload
+	// removed loses its series.
+	current := map[string]bool{}
+	for _, name := range cur.Services() {
+		current[name] = true
+		if !now[name] {
 			d.allDown.WithLabelValues(name).Set(0)
+		}
+	}
+	if old != nil {
+		for _, name := range old.Services() {
+			if !current[name] {
+				d.allDown.DeleteLabelValues(name)
+			}
 		}
 	}
 }
