@@ -70,6 +70,7 @@ fuzz:
 bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 	$(GO) run ./cmd/dnsbench -gslbd $(BIN) -duration $(BENCHTIME) -qps $(BENCHQPS)
+	$(GO) run ./cmd/dnsbench restart -gslbd $(BIN)
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -84,6 +84,8 @@ func main() {
 			os.Exit(runFailover(os.Args[2:], os.Stdout, os.Stderr))
 		case "sessions":
 			os.Exit(runSessions(os.Args[2:], os.Stdout, os.Stderr))
+		case "restart":
+			os.Exit(runRestart(os.Args[2:], os.Stdout, os.Stderr))
 		}
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
