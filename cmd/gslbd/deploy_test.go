@@ -90,6 +90,20 @@ func TestPrometheusRules(t *testing.T) {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+	// Every alert has a row in docs/operations.md saying what to do.
+	rules, err := os.ReadFile(filepath.Join(dir, "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := os.ReadFile(repoFile("docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s*- alert: (\S+)`).FindAllStringSubmatch(string(rules), -1) {
+		if !strings.Contains(string(ops), "| `"+m[1]+"` |") {
+			t.Errorf("docs/operations.md has no row for alert %s", m[1])
+		}
+	}
 	// The scrape file names the rules where an installation puts them.
 	scrape, err := os.ReadFile(filepath.Join(dir, "scrape.yml"))
 	if err != nil {
