@@ -422,3 +422,62 @@ func inNetns(t *testing.T, ns string, f func() error) {
 		t.Fatal(err)
 	}
 }
+
+// stalledAffinity is a session store that does not answer until released,
+// as Redis paused mid-look-up.
+type stalledAffinity struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (a *stalledAffinity) Sticky(string, netip.Prefix, string) (string, string, bool) {
+	a.entered <- struct{}{}
+	<-a.release
+	return "", "", false
+}
+
+func (a *stalledAffinity) Repin(string, netip.Prefix, string, string) {}
+
+// TestUDPStalledSessionStoreDoesNotStallReader: while a sticky query
+// waits on a session store that does not answer, queries for other names
+// on the same socket are still answered, by the reader and by the other
+// fallback workers; the sticky one is answered once the store returns.
+func TestUDPStalledSessionStoreDoesNotStallReader(t *testing.T) {
+	s := policySnapshot(t)
+	for _, svc := range s.services {
+		svc.sticky = svc.name == "score.p.test."
+	}
+	aff := &stalledAffinity{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	s.SetAffinity(aff, false, 0, 0)
+	srv, _ := newTestServer(t, s)
+	addr := serveOn(t, srv, "127.0.0.1:0").Addrs()[0].String()
+
+	sticky := make(chan error, 1)
+	go func() {
+		c := &dns.Client{Net: "udp", Timeout: 10 * time.Second}
+		r, _, err := c.Exchange(query("score.p.test.", dns.TypeA), addr)
+		if err == nil && len(r.Answer) == 0 {
+			err = fmt.Errorf("sticky query: got %v, want an answer", r)
+		}
+		sticky <- err
+	}()
+	select {
+	case <-aff.entered:
+	case <-time.After(5 * time.Second):
+		close(aff.release)
+		t.Fatal("the sticky query never reached the session store")
+	}
+	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+	for _, req := range []*dns.Msg{
+		query("failover.p.test.", dns.TypeA),                       // the fast path
+		query("failover.p.test.", dns.TypeA, withEDNS(1232, true)), // another fallback worker
+	} {
+		if r, _, err := c.Exchange(req, addr); err != nil || len(r.Answer) == 0 {
+			t.Errorf("%v while the session store stalls: got %v, %v", req.Question[0], r, err)
+		}
+	}
+	close(aff.release)
+	if err := <-sticky; err != nil {
+		t.Error(err)
+	}
+}
