@@ -100,8 +100,8 @@ func (r *replicator) run(ctx context.Context) {
 		} else {
 			r.log.Debug("replication from the peer failed again", "err", err)
 		}
-		// Full jitter, so replicators of several instances do not retry in
-		// step.
+		// Half the backoff plus up to half again, so replicators of several
+		// instances do not retry in step.
 		wait := backoff/2 + rand.N(backoff/2+1)
 		backoff = min(2*backoff, r.mg.o.MaxBackoff)
 		t := time.NewTimer(wait)
