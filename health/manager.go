@@ -67,6 +67,7 @@ type Manager struct {
 	eps       map[epKey]*endpoint
 	queue     probeQueue
 	overrides map[epKey]override // endpoint overrides; Address invalid: the datacenter's
+	effective map[epKey]State    // an external (fleet) verdict that replaces the probes'; nil: none
 	pending   int                // endpoints not yet probed once
 	dirty     atomic.Bool        // a result not yet published
 	first     chan struct{}      // closed when pending reaches zero
@@ -418,6 +419,9 @@ func b2f(b bool) float64 {
 func (m *Manager) endpointIsUp(ep *endpoint) bool {
 	if o, ok := m.overrides[ep.key]; ok {
 		return o.state == Up
+	}
+	if s, ok := m.effective[ep.key]; ok {
+		return s != Down
 	}
 	return ep.st.state != Down
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gslbd/gslbd/gslb/acme"
 	"github.com/gslbd/gslbd/gslb/config"
@@ -33,20 +32,12 @@ type redisACMEStore struct {
 const redisTxRetries = 5
 
 func newRedisACMEStore(rc config.SessionRedis) (*redisACMEStore, error) {
-	tlsCfg, err := redisTLS(rc.TLS)
+	// Off the query path: an update may wait for Redis as long as its
+	// client waits for the answer.
+	c, err := offPathRedis(rc)
 	if err != nil {
 		return nil, err
 	}
-	c := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: rc.Addrs, MasterName: rc.MasterName, Username: rc.Username, Password: rc.Password,
-		DB: rc.DB, TLSConfig: tlsCfg,
-		// Off the query path: an update may wait for Redis as long as its
-		// client waits for the answer.
-		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
-		ContextTimeoutEnabled:    true,
-		DisableIdentity:          true,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
 	return &redisACMEStore{c: c, key: rc.KeyPrefix + "acme", channel: rc.KeyPrefix + "acme:changed"}, nil
 }
 

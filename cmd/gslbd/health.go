@@ -106,6 +106,9 @@ func (d *daemon) waitReady(ctx context.Context, timeout time.Duration) {
 // notify hands a health event to every webhook (it never blocks) and
 // keeps the most recent for the status page.
 func (d *daemon) notify(e health.Event) {
+	if d.fleet != nil && e.Kind == "endpoint" {
+		d.fleet.Kick() // the fleet hears of a changed verdict now, not next round
+	}
 	for _, w := range d.webhooks {
 		w.Notify(e)
 	}

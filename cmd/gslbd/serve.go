@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/gslbd/gslbd/gslb"
 	"github.com/gslbd/gslbd/gslb/admin"
@@ -27,6 +28,7 @@ import (
 	"github.com/gslbd/gslbd/gslb/drill"
 	"github.com/gslbd/gslbd/gslb/geo"
 	"github.com/gslbd/gslbd/health"
+	"github.com/gslbd/gslbd/health/fleet"
 	"github.com/gslbd/gslbd/idgen"
 	"github.com/gslbd/gslbd/session"
 )
@@ -114,6 +116,9 @@ type daemon struct {
 	ramping  atomic.Bool
 	acme     *acmeState // nil: ACME off (acme.go)
 
+	fleet      *fleet.Fleet          // nil: fleet off (fleet.go)
+	fleetRedis redis.UniversalClient // the fleet's connection
+
 	allDown         *prometheus.GaugeVec
 	reloads         *prometheus.CounterVec
 	lastReloadOK    prometheus.Gauge
@@ -199,9 +204,12 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 	if err := d.health.Configure(healthSpecs(cfg)); err != nil {
 		return nil, err
 	}
+	if err := d.newFleet(cfg); err != nil {
+		return nil, err
+	}
 	d.drills = drill.New(drillEnv{d}, d.ids, d.reg)
 	d.admin = admin.New(admin.Options{
-		Gatherer: d.reg, Reloader: admin.ReloaderFunc(d.reload), Snapshots: d.dns, Health: d.health,
+		Gatherer: d.reg, Reloader: admin.ReloaderFunc(d.reload), Snapshots: d.dns, Health: d.healthAdmin(), ReadyDetail: d.readyDetail,
 		Sessions: d.sessionsAdmin(), Drills: d.drills, Replication: d.repl.admin(),
 		Page: admin.PageOptions{Instance: cfg.Instance.Name, Version: version, Events: d.recentEvents,
 			Drills: func() []map[string]any { return asMaps(d.drills.History()) }},
@@ -260,6 +268,7 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 		go d.affinity.Run(ctx)
 	}
 	d.repl.start(ctx)
+	d.runFleet(ctx)
 	go d.runScheduledDrills(ctx)
 	d.admin.Start(ctx)
 	go d.rampTicker(ctx)
@@ -287,7 +296,7 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 	// daemon at once.
 	coldStart := d.cfg.Health.ColdStartTimeout
 	go func() {
-		d.waitReady(ctx, coldStart)
+		d.waitReadyFleet(ctx, coldStart)
 		if ctx.Err() != nil {
 			return
 		}
@@ -347,6 +356,7 @@ func (d *daemon) shutdown(code int) int {
 		}
 	}()
 	wg.Wait()
+	d.closeFleet()
 	if err := d.closeAff(); err != nil {
 		d.log.Warn("closing the session store", "err", err)
 	}

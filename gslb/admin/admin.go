@@ -43,6 +43,8 @@ type Options struct {
 	AllowUnauthenticated bool
 	// Page feeds the status page at GET /.
 	Page PageOptions
+	// ReadyDetail, if not nil, adds where answers come from to /readyz.
+	ReadyDetail func() map[string]any
 }
 
 // Handler serves the admin API.
@@ -106,7 +108,13 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	body := map[string]any{"status": "ready"}
+	if h.opts.ReadyDetail != nil {
+		for k, v := range h.opts.ReadyDetail() {
+			body[k] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // Guard admits a request that carries the configured bearer token, or any

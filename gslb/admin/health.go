@@ -16,10 +16,17 @@ type Health interface {
 	Override(datacenter, endpoint, state, reason string) error
 }
 
+// OverriderBy is a Health that records who set an override.
+type OverriderBy interface {
+	OverrideBy(datacenter, endpoint, state, reason, by string) error
+}
+
 // OverrideRequest is the body of an override: state is up, down or auto.
 type OverrideRequest struct {
 	State  string `json:"state"`
 	Reason string `json:"reason"`
+	// By names who set it, where the fleet keeps that; optional.
+	By string `json:"by,omitempty"`
 }
 
 func (h *Handler) registerHealth() {
@@ -56,7 +63,17 @@ func (h *Handler) override(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "reason: required, so the next operator knows why")
 		return
 	}
-	if err := h.opts.Health.Override(r.PathValue("dc"), r.PathValue("endpoint"), req.State, req.Reason); err != nil {
+	var err error
+	if ob, ok := h.opts.Health.(OverriderBy); ok {
+		by := req.By
+		if by == "" {
+			by = "api client " + r.RemoteAddr
+		}
+		err = ob.OverrideBy(r.PathValue("dc"), r.PathValue("endpoint"), req.State, req.Reason, by)
+	} else {
+		err = h.opts.Health.Override(r.PathValue("dc"), r.PathValue("endpoint"), req.State, req.Reason)
+	}
+	if err != nil {
 		code := http.StatusBadRequest
 		if strings.Contains(err.Error(), "no datacenter") || strings.Contains(err.Error(), "has no endpoint") {
 			code = http.StatusNotFound

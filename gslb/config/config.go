@@ -32,6 +32,8 @@ type Config struct {
 
 	// Replication copies sessions between datacenters' Redis.
 	Replication Replication `mapstructure:"replication"`
+	// Fleet shares health verdicts and overrides between instances.
+	Fleet Fleet `mapstructure:"fleet"`
 
 	sources map[string]string
 	// identityDerived: dns.identity.id was not set and took instance.name.

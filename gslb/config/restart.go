@@ -24,6 +24,7 @@ var restartOnly = []struct {
 	{"drills", func(c *Config) any { return c.Drills }, func(d, s *Config) { d.Drills = s.Drills }},
 	{"sessions", func(c *Config) any { return c.Sessions }, func(d, s *Config) { d.Sessions = s.Sessions }},
 	{"replication", func(c *Config) any { return c.Replication }, func(d, s *Config) { d.Replication = s.Replication }},
+	{"fleet", func(c *Config) any { return c.Fleet }, func(d, s *Config) { d.Fleet = s.Fleet }},
 	{"acme.enabled", func(c *Config) any { return c.ACME.Enabled }, func(d, s *Config) { d.ACME.Enabled = s.ACME.Enabled }},
 	{"health.max_in_flight", func(c *Config) any { return c.Health.MaxInFlight }, func(d, s *Config) { d.Health.MaxInFlight = s.Health.MaxInFlight }},
 	{"health.webhooks", func(c *Config) any { return c.Health.Webhooks }, func(d, s *Config) { d.Health.Webhooks = s.Health.Webhooks }},

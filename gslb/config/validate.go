@@ -151,6 +151,7 @@ func (c *Config) validate() error {
 	c.validateDrills(v)
 	c.validateReplication(v)
 	c.validateACME(v)
+	c.validateFleet(v)
 	return errors.Join(v.errs...)
 }
 
