@@ -62,6 +62,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	Log        *slog.Logger
 
+	// Changed, if set, is told of the sessions of every batch applied
+	// here, so that local caches can drop their copies.
+	Changed func(changes []redisstore.Change)
+
 	// applied, if set, is told of every batch applied (benchmarks measure
 	// lag with it).
 	applied func(peer string, changes []redisstore.Change, at time.Time)

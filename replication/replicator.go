@@ -257,6 +257,9 @@ func (r *replicator) apply(ctx context.Context, last string, lastN int64, change
 		return errLocal{err}
 	}
 	at := time.Now()
+	if r.mg.o.Changed != nil && len(changes) > 0 {
+		r.mg.o.Changed(changes)
+	}
 	if r.mg.o.applied != nil {
 		r.mg.o.applied(r.peer.Datacenter, changes, at)
 	}

@@ -350,6 +350,17 @@ func (a *Affinity) Delete(ctx context.Context, service string, client netip.Pref
 	return a.o.Store.Delete(ctx, key)
 }
 
+// Forget drops the locally cached session of the client unless the cache
+// holds version already (0: drop whatever it holds). Replication calls it
+// when another datacenter's change reaches the store, so that the next
+// query reads the change instead of answering from the old copy.
+func (a *Affinity) Forget(service string, client netip.Prefix, version idgen.ID) {
+	key := Key{Service: service, Client: client}
+	if e, ok := a.cache.get(key); ok && (version == 0 || e.s.Version != version) {
+		a.cache.del(key)
+	}
+}
+
 // breaker opens after consecutive failures and lets one trial through
 // after the cooldown; while open, the DNS path skips the store entirely.
 type breaker struct {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gslbd/gslbd/gslb/admin"
 	"github.com/gslbd/gslbd/gslb/config"
+	"github.com/gslbd/gslbd/idgen"
 	"github.com/gslbd/gslbd/replication"
 	"github.com/gslbd/gslbd/session/redisstore"
 )
@@ -59,6 +62,7 @@ func (d *daemon) newReplication(cfg *config.Config) (*replicationRunner, error) 
 		Mode: rc.Mode, Datacenter: cfg.Instance.Datacenter, Role: rc.Role, Local: local, IDs: d.ids,
 		Batch: int64(rc.Batch), PromoteTimeout: rc.PromoteTimeout,
 		Registerer: d.reg, Log: d.log.With("component", "replication"),
+		Changed: d.forgetSessions,
 	}
 	for i, p := range rc.Peers {
 		tlsCfg, err := redisTLS(p.TLS)
@@ -169,4 +173,23 @@ func (a replicationAdmin) Promote(ctx context.Context, timeout time.Duration, fo
 		err = fmt.Errorf("%w: %w", admin.ErrPromoteConflict, err)
 	}
 	return res, err
+}
+
+// forgetSessions drops this instance's cached copies of sessions another
+// datacenter changed, unless already at that version: without it, a
+// client this instance has answered before would keep the old datacenter
+// for as long as it keeps asking.
+func (d *daemon) forgetSessions(changes []redisstore.Change) {
+	if d.affinity == nil {
+		return
+	}
+	for _, c := range changes {
+		service, client, ok := strings.Cut(c.Key, "|")
+		p, err := netip.ParsePrefix(client)
+		if !ok || err != nil {
+			continue
+		}
+		v, _ := strconv.ParseInt(c.Version, 10, 64)
+		d.affinity.Forget(service, p, idgen.ID(v))
+	}
 }

@@ -222,3 +222,39 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestReplicatedMoveReachesAnswers: in active-active, a client moved by
+// one datacenter's gslbd is answered with its new datacenter by the
+// other's, which had answered it before and cached the old one.
+func TestReplicatedMoveReachesAnswers(t *testing.T) {
+	ra, rb := redistest.Start(t), redistest.Start(t)
+	ra.RequireReal(t)
+	stay := func(cfg string) string {
+		return strings.Replace(cfg, "store: redis\n", "store: redis\n  failback: stay\n", 1)
+	}
+	a := startDaemon(t, writeConfig(t, t.TempDir(), stay(fmt.Sprintf(replConfig, "dc-a", 1, ra.Addr(), rb.Addr(), "active-active", "", "dc-b"))))
+	b := startDaemon(t, writeConfig(t, t.TempDir(), stay(fmt.Sprintf(replConfig, "dc-b", 2, rb.Addr(), ra.Addr(), "active-active", "", "dc-a"))))
+
+	if got := askFrom(t, a.dns, "203.0.113.0/24"); got != "192.0.2.1" {
+		t.Fatalf("a placed the client on %s, want dc-a", got)
+	}
+	sessionURL := "/api/v1/sessions?client=203.0.113.7&service=www.s.test."
+	eventually(t, "the session at b", func() bool {
+		code, _ := httpDo(t, "GET", "http://"+b.http+sessionURL, "")
+		return code == http.StatusOK
+	})
+	if got := askFrom(t, b.dns, "203.0.113.0/24"); got != "192.0.2.1" { // b caches it now
+		t.Fatalf("b answered %s, want the session's dc-a", got)
+	}
+	code, body := httpPost(t, "http://"+a.http+"/api/v1/datacenters/dc-a/override", `{"state": "down", "reason": "test"}`)
+	if code != http.StatusOK {
+		t.Fatalf("drain at a: %d %s", code, body)
+	}
+	if got := askFrom(t, a.dns, "203.0.113.0/24"); got != "192.0.2.2" {
+		t.Fatalf("a answered %s with dc-a drained, want dc-b", got)
+	}
+	// dc-a is up at b: only the replicated move can make b answer dc-b.
+	eventually(t, "b to answer with the move made at a", func() bool {
+		return askFrom(t, b.dns, "203.0.113.0/24") == "192.0.2.2"
+	})
+}
