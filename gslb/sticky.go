@@ -13,6 +13,13 @@ type Affinity interface {
 	Repin(service string, client netip.Prefix, dc, displacedFrom string)
 }
 
+// affinityPeeker is an Affinity that can read a session without creating
+// or refreshing it. Explain uses it: asking why a client is answered must
+// not pin the client, or let an unauthenticated GET write sessions.
+type affinityPeeker interface {
+	Peek(service string, client netip.Prefix) (dc, displacedFrom string, found, ok bool)
+}
+
 // SetAffinity gives the snapshot its session store; failbackReturn sends
 // displaced clients home when their datacenter recovers; bits4 and bits6
 // are the client prefix lengths sessions are keyed on (0: /24 and /56).
@@ -43,7 +50,23 @@ func (s *Snapshot) SessionPrefix(client netip.Addr) netip.Prefix {
 func (s *Snapshot) applySticky(svc *service, q *request, dst []int, start, scope int) ([]int, int) {
 	proposal := dst[start]
 	key := s.SessionPrefix(q.client)
-	dcID, from, ok := s.affinity.Sticky(svc.name, key, s.datacenters[proposal].ID)
+	// Explaining reads without writing: a missing session is reported as
+	// the pin a query would create, and no move is stored.
+	peeker, readOnly := s.affinity.(affinityPeeker)
+	readOnly = readOnly && q.trace != nil
+	var dcID, from string
+	var ok bool
+	if readOnly {
+		var found bool
+		dcID, from, found, ok = peeker.Peek(svc.name, key)
+		if ok && !found {
+			dcID = s.datacenters[proposal].ID
+			q.trace.Session = "no session yet: a query would pin the client to " + dcID + " (explain stores nothing)"
+			return dst, max(scope, key.Bits())
+		}
+	} else {
+		dcID, from, ok = s.affinity.Sticky(svc.name, key, s.datacenters[proposal].ID)
+	}
 	if !ok {
 		if q.trace != nil {
 			q.trace.Session = "no affinity this time (store slow, unreachable or breaker open): the policy's choice"
@@ -56,7 +79,9 @@ func (s *Snapshot) applySticky(svc *service, q *request, dst []int, start, scope
 	switch {
 	case from != "" && homeKnown && s.failbackReturn && q.usable(&s.datacenters[home]):
 		pinned, why = home, "returned home to "+from+", which recovered"
-		s.affinity.Repin(svc.name, key, from, "")
+		if !readOnly {
+			s.affinity.Repin(svc.name, key, from, "")
+		}
 	case known && q.usable(&s.datacenters[pinned]):
 		why = "pinned to " + dcID
 		if dcID == s.datacenters[proposal].ID {
@@ -73,7 +98,9 @@ func (s *Snapshot) applySticky(svc *service, q *request, dst []int, start, scope
 			orig = ""
 		}
 		pinned, why = proposal, "moved from "+dcID+", which cannot take it, to "+s.datacenters[proposal].ID
-		s.affinity.Repin(svc.name, key, s.datacenters[proposal].ID, orig)
+		if !readOnly {
+			s.affinity.Repin(svc.name, key, s.datacenters[proposal].ID, orig)
+		}
 	}
 	if q.trace != nil {
 		q.trace.Session = why

@@ -174,3 +174,28 @@ func TestRedisAbsentAtStart(t *testing.T) {
 		t.Errorf("no round trips counted:\n%s", grep(metrics, "gslb_session"))
 	}
 }
+
+// TestExplainStoresNoSession: explain reports the pin a new client would
+// get without creating it; asking why must not change the answer, nor
+// let an unauthenticated GET write sessions.
+func TestExplainStoresNoSession(t *testing.T) {
+	rs := redistest.Start(t)
+	d := startDaemon(t, writeConfig(t, t.TempDir(), fmt.Sprintf(stickyConfig, "gslb-a", 1, rs.Addr(), 0, 500)))
+	session := "http://" + d.http + "/api/v1/sessions?client=198.51.100.7&service=www.s.test."
+	code, body := httpDo(t, "GET", "http://"+d.http+"/api/v1/explain?name=www.s.test.&client=198.51.100.7", "")
+	if code != 200 || !strings.Contains(body, "no session yet") {
+		t.Fatalf("explain for a new client: %d %s; want the pin a query would create", code, body)
+	}
+	if code, body := httpDo(t, "GET", session, ""); code != 404 {
+		t.Fatalf("after explain: session lookup %d %s; want 404 (explain stores nothing)", code, body)
+	}
+	// A real query pins the client; explain then reports the pin.
+	askFrom(t, d.dns, "198.51.100.0/24")
+	eventually(t, "the query's session to be stored", func() bool {
+		code, _ := httpDo(t, "GET", session, "")
+		return code == 200
+	})
+	if _, body := httpDo(t, "GET", "http://"+d.http+"/api/v1/explain?name=www.s.test.&client=198.51.100.7", ""); !strings.Contains(body, "pinned to") {
+		t.Errorf("explain for a pinned client: %s; want the pin", body)
+	}
+}
