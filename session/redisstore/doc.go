@@ -5,7 +5,11 @@
 //
 // It owns the Redis side of sessions: the key layout (Options.KeyPrefix
 // followed by session.Key.String()), the value encoding (the session's
-// JSON), the get-or-create script, and the client's timeouts. It imports
+// JSON), the get-or-create script, and the client's timeouts; and, with
+// Options.Replication, the Redis side of replication (replication.go):
+// versioned values, the change log written in the same script as each
+// write, the apply script that moves a peer's checkpoint with what it
+// applies, and the role hash of active-passive. It imports
 // session, idgen (through session) and go-redis. Only cmd/gslbd imports it:
 // the DNS packages reach sessions through session's interfaces and must
 // never link go-redis.
