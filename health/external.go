@@ -57,25 +57,60 @@ func (m *Manager) Verdicts() []Verdict {
 	return out
 }
 
-// SetEffective replaces the probes' verdict of the endpoints listed with
-// the state given; endpoints not listed, or a nil map, follow this
+// Effective is the fleet's verdict on an endpoint: its state, and the
+// measurements answers weigh, taken over every instance's.
+type Effective struct {
+	State State
+	// RTTMS is the fleet's median round trip (0: none), so that instances
+	// in different places do not each favour the datacenter nearest them.
+	RTTMS float64
+	// Load and LatencyMS as the endpoint last reported them to any
+	// instance; NaN: not reported.
+	Load, LatencyMS float64
+}
+
+// SetEffective replaces the probes' verdict (and measurements) of the
+// endpoints listed; endpoints not listed, or a nil map, follow this
 // instance's probes again. Datacenters roll up again at once and the
 // change is published like any other.
-func (m *Manager) SetEffective(states map[EndpointRef]State) {
+func (m *Manager) SetEffective(states map[EndpointRef]Effective) {
 	now := m.opts.Now()
 	m.mu.Lock()
-	var eff map[epKey]State
+	var eff map[epKey]Effective
 	if states != nil {
-		eff = make(map[epKey]State, len(states))
+		eff = make(map[epKey]Effective, len(states))
 		for r, s := range states {
 			eff[epKey{r.Datacenter, r.Address}] = s
+		}
+	}
+	urgent := len(eff) != len(m.effective)
+	for k, e := range eff {
+		if old, ok := m.effective[k]; !ok || old.State != e.State {
+			urgent = true
 		}
 	}
 	m.effective = eff
 	events := m.rollupAll(now)
 	m.mu.Unlock()
 	m.emit(events)
-	m.signal(m.publish)
+	// A changed state is published at once; drifting measurements within
+	// a second, as the probes' own are.
+	if urgent || len(events) > 0 {
+		m.signal(m.publish)
+	} else {
+		m.dirty.Store(true)
+	}
+}
+
+// SetProbing limits probing to the endpoints probe says yes to; the
+// others keep their schedule without being probed, and do not hold up
+// the first round. nil probes every endpoint. probe is called with the
+// manager's lock held: it must only read.
+func (m *Manager) SetProbing(probe func(EndpointRef) bool) {
+	m.mu.Lock()
+	m.probing = probe
+	m.mu.Unlock()
+	m.signal(m.wake)
 }
 
 // OverrideInfo is an operator override in force.

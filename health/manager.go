@@ -66,11 +66,12 @@ type Manager struct {
 	byDC      map[string]*dcEntry
 	eps       map[epKey]*endpoint
 	queue     probeQueue
-	overrides map[epKey]override // endpoint overrides; Address invalid: the datacenter's
-	effective map[epKey]State    // an external (fleet) verdict that replaces the probes'; nil: none
-	pending   int                // endpoints not yet probed once
-	dirty     atomic.Bool        // a result not yet published
-	first     chan struct{}      // closed when pending reaches zero
+	overrides map[epKey]override     // endpoint overrides; Address invalid: the datacenter's
+	effective map[epKey]Effective    // an external (fleet) verdict that replaces the probes'; nil: none
+	probing   func(EndpointRef) bool // nil: probe every endpoint
+	pending   int                    // endpoints not yet probed once
+	dirty     atomic.Bool            // a result not yet published
+	first     chan struct{}          // closed when pending reaches zero
 }
 
 type epKey struct {
@@ -92,6 +93,7 @@ type endpoint struct {
 	next    time.Time
 	index   int // in the queue; -1 when not queued
 	removed bool
+	waived  bool // left to other instances before its first probe: not pending
 }
 
 type dcEntry struct {
@@ -317,6 +319,18 @@ func (m *Manager) Run(ctx context.Context) {
 				ep = heap.Pop(&m.queue).(*endpoint)
 			}
 		}
+		if ep != nil && m.probing != nil && !m.probing(EndpointRef{ep.key.dc, ep.key.addr}) {
+			// Another instance probes it this interval; ask again next.
+			ep.next = m.opts.Now().Add(m.jitter(ep.spec.Check.Interval, false))
+			heap.Push(&m.queue, ep)
+			if ep.st.probes == 0 && !ep.waived {
+				ep.waived = true
+				m.pendingDone()
+			}
+			ep = nil
+			m.mu.Unlock()
+			continue
+		}
 		m.mu.Unlock()
 		if ep == nil {
 			timer.Reset(wait)
@@ -387,11 +401,8 @@ func (m *Manager) probe(ctx context.Context, ep *endpoint) {
 		m.metrics.transitions.WithLabelValues("endpoint", ep.key.dc, ep.st.state.String()).Inc()
 	}
 	m.metrics.endpointUp.WithLabelValues(ep.key.dc, ep.key.addr.String()).Set(b2f(m.endpointIsUp(ep)))
-	if first {
-		m.pending--
-		if m.pending == 0 {
-			close(m.first)
-		}
+	if first && !ep.waived {
+		m.pendingDone()
 	}
 	events = append(events, m.rollup(m.byDC[ep.key.dc], now)...)
 	m.mu.Unlock()
@@ -402,6 +413,14 @@ func (m *Manager) probe(ctx context.Context, ep *endpoint) {
 		m.dirty.Store(true)
 	}
 	m.signal(m.wake)
+}
+
+// pendingDone counts one endpoint of the first round done; m.mu held.
+func (m *Manager) pendingDone() {
+	m.pending--
+	if m.pending == 0 {
+		close(m.first)
+	}
 }
 
 // sameReport compares reported values, NaN (not reported) equal to NaN.
@@ -420,8 +439,8 @@ func (m *Manager) endpointIsUp(ep *endpoint) bool {
 	if o, ok := m.overrides[ep.key]; ok {
 		return o.state == Up
 	}
-	if s, ok := m.effective[ep.key]; ok {
-		return s != Down
+	if e, ok := m.effective[ep.key]; ok {
+		return e.State != Down
 	}
 	return ep.st.state != Down
 }
@@ -614,19 +633,23 @@ func (m *Manager) View() View {
 				}
 				continue
 			}
-			if !st.last.OK {
+			l, lt, r, ok := st.last.Load, st.last.LatencyMS, st.rttEWMA, st.last.OK
+			if e, fleet := m.effective[ep.key]; fleet {
+				l, lt, r, ok = e.Load, e.LatencyMS, e.RTTMS, true
+			}
+			if !ok {
 				continue
 			}
-			if !math.IsNaN(st.last.Load) {
-				load += st.last.Load
+			if !math.IsNaN(l) {
+				load += l
 				nLoad++
 			}
-			if !math.IsNaN(st.last.LatencyMS) {
-				lat += st.last.LatencyMS
+			if !math.IsNaN(lt) {
+				lat += lt
 				nLat++
 			}
-			if st.rttEWMA > 0 {
-				rtt += st.rttEWMA
+			if r > 0 {
+				rtt += r
 				nRTT++
 			}
 		}

@@ -28,13 +28,17 @@ func (d *daemon) newFleet(cfg *config.Config) error {
 	if d.fleetRedis, err = offPathRedis(cfg.Sessions.Redis); err != nil {
 		return err
 	}
-	d.fleet = fleet.New(fleet.Options{
+	opts := fleet.Options{
 		Client: d.fleetRedis, Prefix: fc.KeyPrefix, Instance: cfg.Instance.Name,
 		WorkerKey: fmt.Sprintf("%d/%d", cfg.Instance.DatacenterID, cfg.Instance.WorkerID),
 		Quorum:    fc.Quorum, MinVerdicts: fc.MinVerdicts, Interval: fc.Interval, VerdictTTL: fc.VerdictTTL,
 		Grace: fc.Grace, MaxClockSkew: fc.MaxClockSkew, StateFile: cfg.FleetStatePath(),
 		Health: d.health, Registerer: d.reg, Log: d.log.With("component", "fleet"),
-	})
+	}
+	if fc.ProbeSharing {
+		opts.ProbersPerEndpoint = fc.ProbersPerEndpoint
+	}
+	d.fleet = fleet.New(opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*fc.VerdictTTL+5*time.Second)
 	defer cancel()
 	if err := d.fleet.Register(ctx); err != nil {

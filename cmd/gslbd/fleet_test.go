@@ -6,8 +6,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -26,7 +29,7 @@ http: {allow_unauthenticated_loopback: true}
 health: {ttl_factor: 0.5, min_ttl: 5, jitter: 0}
 sessions:
   redis: {addrs: ["%s"]}
-fleet: {enabled: true, interval: 100ms, verdict_ttl: 1s, grace: %s}
+fleet: {enabled: true, interval: 100ms, verdict_ttl: 1s, grace: %s%s}
 health_checks:
   web: {type: http, path: /health, interval: %s, timeout: %s, rise: 2, fall: 2}
 datacenters:
@@ -51,6 +54,7 @@ type fleetMember struct {
 	timeout       string
 	primary       string // check_address of the primary
 	backup        string
+	fleetExtra    string // more fleet keys, ", key: value"
 }
 
 func (m *fleetMember) config(t *testing.T, redisAddr string) string {
@@ -69,7 +73,7 @@ func (m *fleetMember) config(t *testing.T, redisAddr string) string {
 		interval, timeout = "100ms", "80ms"
 	}
 	return writeConfig(t, m.dir, fmt.Sprintf(fleetConfig, m.name, m.worker, filepath.Join(m.dir, "state"), redisAddr,
-		grace, interval, timeout, m.primary, m.backup))
+		grace, m.fleetExtra, interval, timeout, m.primary, m.backup))
 }
 
 func (m *fleetMember) args(t *testing.T, redisAddr string) []string {
@@ -371,4 +375,72 @@ func TestFleetRedisLost(t *testing.T) {
 	if s := fmt.Sprint(fleetStatusOf(t, procs[0]).Health.Fleet.Overrides); !strings.Contains(s, "survives restarts") {
 		t.Errorf("restarted lost-1's status overrides: %s", s)
 	}
+}
+
+// TestFleetProbeSharing: with probe sharing each endpoint is probed by
+// fleet.probers_per_endpoint instances per check interval, not by all of
+// them, as instances join and leave; and every instance still answers
+// from the fleet's verdicts.
+func TestFleetProbeSharing(t *testing.T) {
+	rs := redistest.Start(t)
+	rs.RequireReal(t)
+	var probes atomic.Int64
+	counted := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		probes.Add(1)
+		fmt.Fprint(w, "ok")
+	}))
+	defer counted.Close()
+	b := newHealthEndpoint(t)
+	const k, interval, window = 2, 200 * time.Millisecond, 2 * time.Second
+	var procs []*daemonProc
+	join := func(i int) {
+		m := &fleetMember{name: fmt.Sprintf("share-%d", i), ip: fmt.Sprintf("127.0.0.%d", i), worker: i,
+			interval: interval.String(), timeout: "150ms", fleetExtra: fmt.Sprintf(", probe_sharing: true, probers_per_endpoint: %d", k),
+			primary: counted.Listener.Addr().String(), backup: b.Listener.Addr().String()}
+		procs = append(procs, m.start(t, rs.Addr()))
+	}
+	// measure waits until every instance sees the others, lets the shares
+	// settle, then counts the probes the primary gets in a window.
+	measure := func(what string) {
+		t.Helper()
+		eventually(t, what+": every instance sees the fleet", func() bool {
+			for _, d := range procs {
+				if len(fleetStatusOf(t, d).Health.Fleet.Instances) != len(procs) {
+					return false
+				}
+			}
+			return true
+		})
+		time.Sleep(time.Second)
+		before := probes.Load()
+		time.Sleep(window)
+		n := probes.Load() - before
+		bound := int64(min(k, len(procs))) * int64(window/interval+1)
+		t.Logf("%s: %d instances, the primary got %d probes in %s (bound %d; %d without sharing)", what, len(procs), n, window, bound, int64(len(procs))*int64(window/interval))
+		if n > bound {
+			t.Errorf("%s: %d probes in %s, more than %d probers every %s allow", what, n, window, min(k, len(procs)), interval)
+		}
+		// More than one prober can make: the share moved to a second one.
+		if one := int64(window/interval + 1); min(k, len(procs)) > 1 && n <= one {
+			t.Errorf("%s: %d probes in %s: fewer than %d probers at work", what, n, window, min(k, len(procs)))
+		}
+		for _, d := range procs {
+			if a := fleetAnswer(t, d); a != "192.0.2.1" {
+				t.Errorf("%s: an instance answers %s, want the primary", what, a)
+			}
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		join(i)
+	}
+	measure("three instances")
+	join(4)
+	measure("a fourth joined")
+	for range 2 {
+		d := procs[0]
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		<-d.exited
+		procs = procs[1:]
+	}
+	measure("two left")
 }

@@ -16,6 +16,7 @@ const (
 	DefaultFleetInterval     = time.Second
 	DefaultFleetGrace        = 30 * time.Second
 	DefaultFleetMaxClockSkew = time.Second
+	DefaultFleetProbers      = 3
 	// FleetStateFile is the state file's name under instance.state_dir.
 	FleetStateFile = "fleet-state.json"
 )
@@ -38,6 +39,10 @@ type Fleet struct {
 	Grace        time.Duration `mapstructure:"grace"`
 	MaxClockSkew time.Duration `mapstructure:"max_clock_skew"`
 	KeyPrefix    string        `mapstructure:"key_prefix"`
+	// ProbeSharing divides probing among the live instances, so that each
+	// endpoint is probed by ProbersPerEndpoint of them.
+	ProbeSharing       bool `mapstructure:"probe_sharing"`
+	ProbersPerEndpoint int  `mapstructure:"probers_per_endpoint"`
 }
 
 func (c *Config) validateFleet(v *validator) {
@@ -49,6 +54,7 @@ func (c *Config) validateFleet(v *validator) {
 	f.Grace = cmpDefault(f.Grace, DefaultFleetGrace)
 	f.MaxClockSkew = cmpDefault(f.MaxClockSkew, min(DefaultFleetMaxClockSkew, f.VerdictTTL/4))
 	f.KeyPrefix = cmpDefault(f.KeyPrefix, DefaultFleetKeyPrefix)
+	f.ProbersPerEndpoint = cmpDefault(f.ProbersPerEndpoint, DefaultFleetProbers)
 	if !slices.Contains(FleetQuorums, f.Quorum) {
 		v.add("fleet.quorum", "%s", oneOf(f.Quorum, FleetQuorums))
 	}
@@ -66,6 +72,15 @@ func (c *Config) validateFleet(v *validator) {
 	}
 	if f.MaxClockSkew <= 0 || f.MaxClockSkew >= f.VerdictTTL {
 		v.add("fleet.max_clock_skew", "expected a positive duration below fleet.verdict_ttl (%s), got %s", f.VerdictTTL, f.MaxClockSkew)
+	}
+	if f.ProbersPerEndpoint < 1 {
+		v.add("fleet.probers_per_endpoint", "expected at least 1, got %d", f.ProbersPerEndpoint)
+	}
+	if f.ProbeSharing && f.Quorum != "local" && f.MinVerdicts > f.ProbersPerEndpoint {
+		v.add("fleet.min_verdicts", "%d cannot be met: with fleet.probe_sharing only fleet.probers_per_endpoint (%d) instances probe an endpoint", f.MinVerdicts, f.ProbersPerEndpoint)
+	}
+	if f.ProbeSharing && f.Quorum == "local" {
+		v.add("fleet.probe_sharing", "cannot go with fleet.quorum local: an instance would answer from endpoints it does not probe")
 	}
 	if !f.Enabled {
 		return

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,7 +43,8 @@ const (
 // Local is what the fleet needs of the health manager.
 type Local interface {
 	Verdicts() []health.Verdict
-	SetEffective(map[health.EndpointRef]health.State)
+	SetEffective(map[health.EndpointRef]health.Effective)
+	SetProbing(func(health.EndpointRef) bool)
 	Overrides() []health.OverrideInfo
 	Override(dc, endpoint, state, reason string) error
 }
@@ -62,10 +64,13 @@ type Options struct {
 	Grace        time.Duration // how long the last fleet view outlives Redis
 	MaxClockSkew time.Duration
 	StateFile    string // empty: none
-	Health       Local
-	Registerer   prometheus.Registerer
-	Log          *slog.Logger
-	Now          func() time.Time
+	// ProbersPerEndpoint, when above zero, shares probing: each endpoint
+	// is probed by that many of the live instances, not by all.
+	ProbersPerEndpoint int
+	Health             Local
+	Registerer         prometheus.Registerer
+	Log                *slog.Logger
+	Now                func() time.Time
 }
 
 // Fleet publishes this instance's verdicts, reads everybody's and applies
@@ -80,11 +85,14 @@ type Fleet struct {
 	ovMu      sync.Mutex
 	overrides map[string]overrideRec // what this instance knows, persisted
 
-	mu         sync.Mutex
-	source     string
-	lastOK     time.Time
-	lastErr    string
-	effective  map[health.EndpointRef]health.State
+	mu        sync.Mutex
+	source    string
+	lastOK    time.Time
+	lastErr   string
+	effective map[health.EndpointRef]health.Effective
+	// assigned is the endpoints this instance probes and since when, when
+	// probing is shared; nil: every endpoint.
+	assigned   atomic.Pointer[map[health.EndpointRef]time.Time]
 	disagree   map[health.EndpointRef]bool
 	status     []EndpointStatus
 	instances  []string
@@ -283,6 +291,9 @@ func (f *Fleet) Register(ctx context.Context) error {
 // the fleet once. It returns what the instance can serve from before its
 // own probes have run: "fleet", "state file", or "" when it must wait.
 func (f *Fleet) Start(ctx context.Context) string {
+	if f.o.ProbersPerEndpoint > 0 {
+		f.o.Health.SetProbing(f.probes)
+	}
 	file := f.loadState()
 	f.ovMu.Lock()
 	for k, r := range file.Overrides {
@@ -296,10 +307,10 @@ func (f *Fleet) Start(ctx context.Context) string {
 	case covered:
 		warm = SourceFleet
 	case f.Source() == SourceLocal && file.Effective != nil && f.o.Now().Sub(time.UnixMilli(file.Saved)) <= f.o.Grace:
-		eff := map[health.EndpointRef]health.State{}
+		eff := map[health.EndpointRef]health.Effective{}
 		for k, s := range file.Effective {
 			if r, ok := parseRef(k); ok {
-				eff[r] = map[string]health.State{"up": health.Up, "down": health.Down}[s]
+				eff[r] = health.Effective{State: map[string]health.State{"up": health.Up, "down": health.Down}[s], Load: math.NaN(), LatencyMS: math.NaN()}
 			}
 		}
 		// Served like a fleet view Redis was lost for: until fleet.grace
@@ -380,15 +391,18 @@ func (f *Fleet) Close() {
 func (f *Fleet) round(ctx context.Context) bool {
 	now := f.o.Now()
 	local := f.o.Health.Verdicts()
+	mine := f.counted(local)
 	rctx, cancel := context.WithTimeout(ctx, f.o.Interval+time.Second)
 	defer cancel()
-	all, members, redisOv, err := f.exchange(rctx, now, local)
+	all, members, redisOv, err := f.exchange(rctx, now, mine)
 	if err != nil {
 		f.failed(now, err)
 		return false
 	}
 	f.mergeOverrides(rctx, redisOv)
-	return f.decide(now, local, all, members)
+	covered := f.decide(now, local, mine, all, members)
+	f.assign(now, local, members)
+	return covered
 }
 
 func refKey(r health.EndpointRef) string { return r.Datacenter + "/" + r.Address.String() }
@@ -410,12 +424,9 @@ func num(v float64) *float64 {
 }
 
 // exchange is one round trip of writes and one of reads.
-func (f *Fleet) exchange(ctx context.Context, now time.Time, local []health.Verdict) (map[string]map[string]wireVerdict, []string, map[string]string, error) {
+func (f *Fleet) exchange(ctx context.Context, now time.Time, mine map[health.EndpointRef]health.Verdict) (map[string]map[string]wireVerdict, []string, map[string]string, error) {
 	fields := map[string]any{}
-	for _, v := range local {
-		if v.State == health.Unknown {
-			continue // no verdict yet: nothing to count
-		}
+	for _, v := range mine {
 		w := wireVerdict{State: v.State.String(), Published: now.UnixMilli(), At: v.At.UnixMilli(), Since: v.Since.UnixMilli(),
 			RTTMS: v.RTTMS, Load: num(v.Load), LatencyMS: num(v.LatencyMS), Reason: v.Reason}
 		b, _ := json.Marshal(w)
@@ -490,6 +501,9 @@ func (f *Fleet) failed(now time.Time, err error) {
 	if cur == prev {
 		return
 	}
+	// Without the others' verdicts this instance needs its own on every
+	// endpoint by the time the grace period ends.
+	f.stopSharing()
 	switch cur {
 	case SourceGrace:
 		f.o.Log.Warn("fleet: Redis lost; keeping the last fleet view for fleet.grace", "grace", f.o.Grace.String(), "err", err)
@@ -503,9 +517,10 @@ func (f *Fleet) failed(now time.Time, err error) {
 }
 
 // decide takes the quorum over fresh verdicts and applies it.
-func (f *Fleet) decide(now time.Time, local []health.Verdict, all map[string]map[string]wireVerdict, members []string) bool {
+func (f *Fleet) decide(now time.Time, local []health.Verdict, mine map[health.EndpointRef]health.Verdict,
+	all map[string]map[string]wireVerdict, members []string) bool {
 	fresh := func(w wireVerdict) bool { return now.Sub(time.UnixMilli(w.Published)) <= f.o.VerdictTTL }
-	eff := map[health.EndpointRef]health.State{}
+	eff := map[health.EndpointRef]health.Effective{}
 	var status []EndpointStatus
 	covered := true
 	newDisagree := map[health.EndpointRef]bool{}
@@ -513,13 +528,18 @@ func (f *Fleet) decide(now time.Time, local []health.Verdict, all map[string]map
 	for _, lv := range local {
 		key := refKey(lv.EndpointRef)
 		es := EndpointStatus{Datacenter: lv.Datacenter, Endpoint: lv.Address.String(), Local: lv.State.String()}
+		if !f.probes(lv.EndpointRef) {
+			es.Local = "not probed here"
+		}
 		ups, downs, others := 0, 0, 0
 		var downBy []string
+		meas := measurements{}
 		for _, inst := range members {
 			w, ok := all[inst][key]
 			if inst == f.o.Instance {
 				// Our own verdict as it is now, not as last published.
-				if lv.State == health.Unknown {
+				lv, counts := mine[lv.EndpointRef]
+				if !counts {
 					continue
 				}
 				w = wireVerdict{State: lv.State.String(), Published: now.UnixMilli(), At: lv.At.UnixMilli(), RTTMS: lv.RTTMS,
@@ -547,6 +567,7 @@ func (f *Fleet) decide(now time.Time, local []health.Verdict, all map[string]map
 				downBy = append(downBy, inst)
 			} else {
 				ups++
+				meas.add(w)
 			}
 		}
 		if others == 0 {
@@ -575,7 +596,10 @@ func (f *Fleet) decide(now time.Time, local []health.Verdict, all map[string]map
 			if up {
 				st, es.Result = health.Up, "up"
 			}
-			eff[lv.EndpointRef] = st
+			eff[lv.EndpointRef] = meas.effective(st)
+			if e := eff[lv.EndpointRef]; e.RTTMS > 0 {
+				es.FleetRTTMS = &e.RTTMS
+			}
 			es.Reason = fmt.Sprintf("%s: %d of %d fresh verdicts down", f.o.Quorum, downs, n)
 			if downs > 0 {
 				es.Reason += " (" + strings.Join(downBy, ", ") + ")"
@@ -603,7 +627,10 @@ func (f *Fleet) decide(now time.Time, local []health.Verdict, all map[string]map
 	low := f.o.Quorum != LocalOnly && live < f.o.MinVerdicts
 	f.mu.Lock()
 	wasSource, wasLow := f.source, f.lowQuorum
-	changed := !sameStates(eff, f.effective) || wasSource != SourceFleet
+	if f.o.Quorum == LocalOnly {
+		eff = nil
+	}
+	changed := !sameEffective(eff, f.effective) || wasSource != SourceFleet
 	f.effective, f.disagree, f.status, f.instances, f.lastOK, f.lastErr, f.lowQuorum = eff, newDisagree, status, members, now, "", low
 	f.setSource(SourceFleet)
 	f.mu.Unlock()
@@ -614,34 +641,35 @@ func (f *Fleet) decide(now time.Time, local []health.Verdict, all map[string]map
 		f.o.Log.Info("fleet: answering from the fleet's view", "instances", members, "was", wasSource)
 	}
 	if changed {
-		if f.o.Quorum == LocalOnly {
-			f.o.Health.SetEffective(nil)
-		} else {
-			f.o.Health.SetEffective(eff)
-		}
+		f.o.Health.SetEffective(eff)
 		f.saveState(false)
 	}
 	return covered && len(local) > 0
 }
 
-func sameStates(a, b map[health.EndpointRef]health.State) bool {
+func sameEffective(a, b map[health.EndpointRef]health.Effective) bool {
 	if len(a) != len(b) || (a == nil) != (b == nil) {
 		return false
 	}
 	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
+		w, ok := b[k]
+		if !ok || v.State != w.State || v.RTTMS != w.RTTMS || !sameNum(v.Load, w.Load) || !sameNum(v.LatencyMS, w.LatencyMS) {
 			return false
 		}
 	}
 	return true
 }
 
+func sameNum(a, b float64) bool { return a == b || math.IsNaN(a) && math.IsNaN(b) }
+
 // Override sets an override on every instance: in Redis (announced on the
 // change channel), in the state file, and on this instance at once. With
 // Redis unreachable it applies here and in the file, and reaches Redis at
 // the next round that succeeds, unless a later override did by then.
 func (f *Fleet) Override(ctx context.Context, dc, endpoint, state, reason, by string) error {
+	f.ovMu.Lock()
 	if err := f.o.Health.Override(dc, endpoint, state, reason); err != nil {
+		f.ovMu.Unlock()
 		return err
 	}
 	key := dc
@@ -650,7 +678,6 @@ func (f *Fleet) Override(ctx context.Context, dc, endpoint, state, reason, by st
 		key = dc + "/" + a.Unmap().String()
 	}
 	rec := overrideRec{State: state, Reason: reason, By: by, Since: f.o.Now().UnixMilli()}
-	f.ovMu.Lock()
 	if old, ok := f.overrides[key]; ok && old.Since >= rec.Since {
 		rec.Since = old.Since + 1 // two overrides in one millisecond: the second still wins
 	}
@@ -700,8 +727,10 @@ func (f *Fleet) mergeOverrides(ctx context.Context, fromRedis map[string]string)
 			f.o.Client.Publish(ctx, f.keys.changed, f.o.Instance)
 		}
 	}
+	// Applied every round, not only when Redis brought news: an override
+	// this instance made while a round ran must not stay half applied.
+	f.applyOverrides()
 	if changed {
-		f.applyOverrides()
 		go f.saveState(true)
 	}
 }
@@ -779,7 +808,7 @@ func (f *Fleet) saveState(force bool) {
 	if f.effective != nil {
 		s.Effective = map[string]string{}
 		for r, st := range f.effective {
-			s.Effective[refKey(r)] = st.String()
+			s.Effective[refKey(r)] = st.State.String()
 		}
 	}
 	f.mu.Unlock()
@@ -814,6 +843,7 @@ type EndpointStatus struct {
 	Local      string            `json:"local"`  // this instance's own verdict
 	Result     string            `json:"result"` // up, down, or local (no fleet decision)
 	Reason     string            `json:"reason"`
+	FleetRTTMS *float64          `json:"fleet_rtt_ms,omitempty"` // the median over the fleet
 	Verdicts   []InstanceVerdict `json:"verdicts"`
 }
 
