@@ -75,7 +75,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	key.rcode = m.Rcode
 	series := s.metrics.series(key)
 	series.requests.Inc()
-	if err := w.WriteMsg(m); err != nil {
+	if err := writeReply(w, m); err != nil {
 		s.badLog.log("writing DNS response failed", "proto", key.proto, "client", remote.String(), "err", err)
 		return
 	}

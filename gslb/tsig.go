@@ -202,3 +202,20 @@ func (s *Server) dispatch(w dns.ResponseWriter, r *dns.Msg, src netip.Addr, tcp 
 	}
 	return m, zone, ans
 }
+
+// writeReply sends m. An unsigned TSIG error (BADKEY, BADSIG) is packed
+// here rather than by the writer: miekg/dns's signing step zeroes its Time
+// Signed, which clients read as clock skew ("clocks are unsynchronized"
+// from nsupdate) on top of the real error. RFC 8945 section 5.3.2 wants
+// the time present; only the MAC is left out.
+func writeReply(w dns.ResponseWriter, m *dns.Msg) error {
+	if t := m.IsTsig(); t != nil && (t.Error == dns.RcodeBadKey || t.Error == dns.RcodeBadSig) {
+		b, err := m.Pack()
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	return w.WriteMsg(m)
+}

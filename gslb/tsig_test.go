@@ -154,6 +154,11 @@ func TestSignedUpdates(t *testing.T) {
 		if r.Rcode != dns.RcodeNotAuth || tr == nil || int(tr.Error) != tc.want || tr.MAC != "" {
 			t.Errorf("%s: got %s TSIG %v, want NOTAUTH with an unsigned TSIG error %s", tc.name, dns.RcodeToString[r.Rcode], tr, dns.RcodeToString[tc.want])
 		}
+		// The time is ours, not zero: a zero reads as clock skew to
+		// clients (nsupdate: "clocks are unsynchronized").
+		if tr != nil && (tr.TimeSigned+60 < uint64(time.Now().Unix()) || tr.TimeSigned > uint64(time.Now().Unix())+60) {
+			t.Errorf("%s: unsigned error's Time Signed %d; want the server's time", tc.name, tr.TimeSigned)
+		}
 	}
 	// A signature from too long ago: BADTIME, signed, with our time.
 	// miekg/dns's client refuses to verify any NOTAUTH response (its
