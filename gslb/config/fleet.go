@@ -88,9 +88,11 @@ func (c *Config) validateFleet(v *validator) {
 	if len(c.Sessions.Redis.Addrs) == 0 {
 		v.add("sessions.redis.addrs", "expected at least one host:port: fleet.enabled shares health through this Redis")
 	}
-	for key, p := range map[string]string{"sessions.redis.key_prefix": c.Sessions.Redis.KeyPrefix, "replication.namespace": c.Replication.Namespace} {
-		if p != "" && (strings.HasPrefix(f.KeyPrefix, p) || strings.HasPrefix(p, f.KeyPrefix)) {
-			v.add("fleet.key_prefix", "%q overlaps %s %q", f.KeyPrefix, key, p)
+	for _, o := range []struct{ key, prefix string }{
+		{"sessions.redis.key_prefix", c.Sessions.Redis.KeyPrefix}, {"replication.namespace", c.Replication.Namespace},
+	} {
+		if o.prefix != "" && (strings.HasPrefix(f.KeyPrefix, o.prefix) || strings.HasPrefix(o.prefix, f.KeyPrefix)) {
+			v.add("fleet.key_prefix", "%q overlaps %s %q", f.KeyPrefix, o.key, o.prefix)
 		}
 	}
 }
