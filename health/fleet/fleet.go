@@ -84,6 +84,7 @@ type Fleet struct {
 
 	ovMu      sync.Mutex
 	overrides map[string]overrideRec // what this instance knows, persisted
+	foreign   map[string]int64       // overrides of targets this configuration lacks, warned of (by since)
 
 	mu        sync.Mutex
 	source    string
@@ -154,6 +155,7 @@ func New(o Options) *Fleet {
 		keys:      keys{members: o.Prefix + "members", overrides: o.Prefix + "overrides", changed: o.Prefix + "overrides:changed"},
 		kick:      make(chan struct{}, 1),
 		overrides: map[string]overrideRec{},
+		foreign:   map[string]int64{},
 		source:    SourceLocal,
 		disagree:  map[health.EndpointRef]bool{},
 		m: &metrics{
@@ -167,7 +169,7 @@ func New(o Options) *Fleet {
 			}, []string{"datacenter", "endpoint"}),
 			instances: f.NewGauge(prometheus.GaugeOpts{
 				Namespace: "gslb", Subsystem: "fleet", Name: "instances",
-				Help: "Instances whose verdicts are fresh, this one included.",
+				Help: "Instances heard from within fleet.verdict_ttl, this one included.",
 			}),
 			errors: f.NewCounter(prometheus.CounterOpts{
 				Namespace: "gslb", Subsystem: "fleet", Name: "redis_errors_total",
@@ -617,12 +619,9 @@ func (f *Fleet) decide(now time.Time, local []health.Verdict, mine map[health.En
 		f.m.disagreements.WithLabelValues(r.Datacenter, r.Address.String()).Inc()
 		f.o.Log.Info("fleet: this instance's verdict differs from the fleet's; the fleet's rules", "datacenter", r.Datacenter, "endpoint", r.Address.String())
 	}
-	live := 0
-	for _, inst := range members {
-		if len(all[inst]) > 0 || inst == f.o.Instance {
-			live++
-		}
-	}
+	// Members, not instances with verdicts: with probe sharing a live
+	// instance may have no endpoint of its own to publish.
+	live := len(members)
 	f.m.instances.Set(float64(live))
 	low := f.o.Quorum != LocalOnly && live < f.o.MinVerdicts
 	f.mu.Lock()
@@ -753,7 +752,10 @@ func (f *Fleet) applyOverrides() {
 		if r.State == "auto" && !ok || ok && cur.State.String() == r.State && cur.Reason == r.Reason {
 			continue
 		}
-		if err := f.o.Health.Override(dc, ep, r.State, r.Reason); err != nil {
+		if err := f.o.Health.Override(dc, ep, r.State, r.Reason); err != nil && f.foreign[k] != r.Since {
+			// Once per record, not every round: another instance's
+			// configuration may simply have more datacenters.
+			f.foreign[k] = r.Since
 			f.o.Log.Warn("fleet: an override in the fleet names what this configuration does not have", "target", k, "err", err)
 		}
 	}
