@@ -3,13 +3,15 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
-	"os"
-	"os/exec"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -310,10 +312,68 @@ func TestFleetOneView(t *testing.T) {
 	t.Logf("restarted fleet-3 ready and answering from the fleet's view %s after start, before its first probe round", time.Since(restarted).Round(time.Millisecond))
 }
 
-// TestFleetRedisLost: an instance that loses Redis keeps the fleet's view
-// for fleet.grace, then answers from its own probes, and says so; it goes
-// back to the fleet's view when Redis returns. An override survives a
-// restart without Redis through the state file.
+// cutProxy forwards TCP to Redis until cut: then it drops every
+// connection and refuses new ones, as a broken path does for one instance
+// while the others keep theirs.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	cut    atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close(); p.setCut(true) })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if p.cut.Load() {
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) setCut(cut bool) {
+	p.cut.Store(cut)
+	if !cut {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// TestFleetRedisLost: an instance that loses Redis (while the other keeps
+// it) keeps the fleet's view for fleet.grace, then answers from its own
+// probes, and says so; it goes back to the fleet's view when Redis
+// returns. An override survives a restart without Redis through the
+// state file.
 func TestFleetRedisLost(t *testing.T) {
 	rs := redistest.Start(t)
 	rs.RequireReal(t)
@@ -321,10 +381,17 @@ func TestFleetRedisLost(t *testing.T) {
 	views := []*healthEndpoint{newHealthEndpoint(t), newHealthEndpoint(t)}
 	members := make([]*fleetMember, 2)
 	procs := make([]*daemonProc, 2)
+	// lost-2 reaches Redis through a proxy the test can cut; lost-1
+	// keeps its own path.
+	proxy := newCutProxy(t, rs.Addr())
 	for i := range members {
 		members[i] = &fleetMember{name: fmt.Sprintf("lost-%d", i+1), ip: fmt.Sprintf("127.0.0.%d", i+1), worker: i + 1, grace: "2s",
 			primary: views[i].Listener.Addr().String(), backup: b.Listener.Addr().String()}
-		procs[i] = members[i].start(t, rs.Addr())
+		addr := rs.Addr()
+		if i == 1 {
+			addr = proxy.ln.Addr().String()
+		}
+		procs[i] = members[i].start(t, addr)
 	}
 	// lost-2 sees the primary down; with two instances one down verdict
 	// is no majority, so both answer the primary.
@@ -337,7 +404,7 @@ func TestFleetRedisLost(t *testing.T) {
 		t.Fatalf("lost-2 answers %s, want the primary (the fleet's view)", a)
 	}
 
-	rs.Kill()
+	proxy.setCut(true)
 	eventually(t, "lost-2 notices Redis is gone", func() bool { return readyzOf(t, procs[1])["view"] == "grace" })
 	if a := fleetAnswer(t, procs[1]); a != "192.0.2.1" {
 		t.Errorf("lost-2 in its grace period answers %s, want the last fleet view's primary", a)
@@ -353,7 +420,12 @@ func TestFleetRedisLost(t *testing.T) {
 		t.Errorf("lost-2 did not log the fall-back to its own view")
 	}
 
-	rs.Restart()
+	// lost-1 kept Redis: its view stays the fleet's (its own verdict, once
+	// lost-2's went stale), and it answers the primary throughout.
+	if rz := readyzOf(t, procs[0]); rz["view"] != "fleet" || fleetAnswer(t, procs[0]) != "192.0.2.1" {
+		t.Errorf("lost-1, which kept Redis: readyz %v", rz)
+	}
+	proxy.setCut(false)
 	eventually(t, "lost-2 back on the fleet's view", func() bool {
 		return readyzOf(t, procs[1])["view"] == "fleet" && fleetAnswer(t, procs[1]) == "192.0.2.1"
 	})
