@@ -66,6 +66,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzFastPath$$' -fuzztime=$(FUZZTIME) ./gslb
 	$(GO) test -run='^$$' -fuzz='^FuzzLoadConfig$$' -fuzztime=$(FUZZTIME) ./gslb/config
 	$(GO) test -run='^$$' -fuzz='^FuzzUpdate$$' -fuzztime=$(FUZZTIME) ./gslb/acme
+	$(GO) test -run='^$$' -fuzz='^FuzzClientSubnet$$' -fuzztime=$(FUZZTIME) ./gslb
+	$(GO) test -run='^$$' -fuzz='^FuzzParseReport$$' -fuzztime=$(FUZZTIME) ./health
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./session/redisstore
 
 bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

@@ -99,18 +99,34 @@ func (p *httpProber) Probe(ctx context.Context, target netip.AddrPort) Result {
 		return failed(start, "body has no %q", p.c.BodyContains)
 	}
 	r := succeeded(start)
-	if t := bytes.TrimSpace(body); len(t) > 0 && t[0] == '{' && !truncated {
-		var rep report
-		if json.Unmarshal(t, &rep) == nil {
-			if rep.Load != nil && *rep.Load >= 0 && !math.IsInf(*rep.Load, 0) {
-				r.Load = *rep.Load
-			}
-			if rep.Latency != nil && *rep.Latency >= 0 && !math.IsInf(*rep.Latency, 0) {
-				r.LatencyMS = *rep.Latency
-			}
-		}
+	if !truncated {
+		r.Load, r.LatencyMS = parseReport(body)
 	}
 	return r
+}
+
+// parseReport reads the load and latency a health body reports; either
+// is NaN, as in a result that reported nothing, when the body is not a
+// JSON object, lacks it, or holds a negative or infinite value: an
+// endpoint's bytes are untrusted, and a bad figure must not skew scoring
+// any more than a missing one does.
+func parseReport(body []byte) (load, latencyMS float64) {
+	load, latencyMS = math.NaN(), math.NaN()
+	t := bytes.TrimSpace(body)
+	if len(t) == 0 || t[0] != '{' {
+		return load, latencyMS
+	}
+	var rep report
+	if json.Unmarshal(t, &rep) != nil {
+		return load, latencyMS
+	}
+	if rep.Load != nil && *rep.Load >= 0 && !math.IsInf(*rep.Load, 0) {
+		load = *rep.Load
+	}
+	if rep.Latency != nil && *rep.Latency >= 0 && !math.IsInf(*rep.Latency, 0) {
+		latencyMS = *rep.Latency
+	}
+	return load, latencyMS
 }
 
 func statusList(codes []int) string {
