@@ -18,8 +18,9 @@ import (
 // newFleet joins the fleet the configuration names, or does nothing when
 // fleet.enabled is off. It runs after the health manager knows its
 // endpoints: the first read of the fleet needs them. Another live
-// instance with this one's name or idgen pair is a start-up error.
-func (d *daemon) newFleet(cfg *config.Config) error {
+// instance with this one's name or idgen pair is a start-up error, except
+// the predecessor this one takes over from.
+func (d *daemon) newFleet(cfg *config.Config, pool *socketPool) error {
 	if !cfg.Fleet.Enabled {
 		return nil
 	}
@@ -34,6 +35,9 @@ func (d *daemon) newFleet(cfg *config.Config) error {
 		Quorum:    fc.Quorum, MinVerdicts: fc.MinVerdicts, Interval: fc.Interval, VerdictTTL: fc.VerdictTTL,
 		Grace: fc.Grace, MaxClockSkew: fc.MaxClockSkew, StateFile: cfg.FleetStatePath(),
 		Health: d.health, Registerer: d.reg, Log: d.log.With("component", "fleet"),
+	}
+	if pool != nil {
+		opts.Predecessor = pool.pid // a hand-over: the same instance restarting
 	}
 	if fc.ProbeSharing {
 		opts.ProbersPerEndpoint = fc.ProbersPerEndpoint

@@ -516,3 +516,30 @@ func TestFleetProbeSharing(t *testing.T) {
 	}
 	measure("two left")
 }
+
+// TestFleetHandover: an instance restarting through a hand-over takes its
+// own registration over from its predecessor instead of refusing it as a
+// duplicate, and stays in the fleet after the predecessor stops.
+func TestFleetHandover(t *testing.T) {
+	rs := redistest.Start(t)
+	rs.RequireReal(t)
+	p, b := newHealthEndpoint(t), newHealthEndpoint(t)
+	m := &fleetMember{name: "hand-1", ip: "127.0.0.1", worker: 1, primary: p.Listener.Addr().String(), backup: b.Listener.Addr().String()}
+	sock := filepath.Join(t.TempDir(), "handover.sock")
+	args := append(m.args(t, rs.Addr()), "--set", "dns.handover_socket="+sock)
+	first := startDaemonCmd(t, exec.Command(gslbdBin, args...))
+	second := startDaemonCmd(t, exec.Command(gslbdBin, args...))
+	select {
+	case <-first.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("predecessor still running 20s after its successor was ready")
+	}
+	eventually(t, "the successor alone in the fleet, publishing", func() bool {
+		st := fleetStatusOf(t, second).Health.Fleet
+		return st.Source == "fleet" && len(st.Instances) == 1 && st.Instances[0] == "hand-1" &&
+			len(st.Endpoints) == 2 && len(st.Endpoints[0].Verdicts) == 1
+	})
+	if a := fleetAnswer(t, second); a != "192.0.2.1" {
+		t.Errorf("successor answers %s", a)
+	}
+}

@@ -82,7 +82,7 @@ func takeOver(path string) (*predecessor, *socketPool, error) {
 		}
 		return fail(fmt.Errorf("malformed hello (%d descriptors for %d names): %v", len(fds), len(hello.Sockets), err))
 	}
-	pool := &socketPool{source: "hand-over from pid " + strconv.Itoa(hello.PID)}
+	pool := &socketPool{source: "hand-over from pid " + strconv.Itoa(hello.PID), pid: hello.PID}
 	for i, fd := range fds {
 		syscall.CloseOnExec(fd)
 		s, err := describeSocket(os.NewFile(uintptr(fd), hello.Sockets[i]))

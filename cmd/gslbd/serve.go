@@ -204,7 +204,7 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 	if err := d.health.Configure(healthSpecs(cfg)); err != nil {
 		return nil, err
 	}
-	if err := d.newFleet(cfg); err != nil {
+	if err := d.newFleet(cfg, pool); err != nil {
 		return nil, err
 	}
 	d.drills = drill.New(drillEnv{d}, d.ids, d.reg)

@@ -42,6 +42,7 @@ type socketPool struct {
 	mu      sync.Mutex
 	sockets []*pooledSocket
 	source  string // "socket activation" or "hand-over", for messages
+	pid     int    // the predecessor's, in a hand-over
 }
 
 type pooledSocket struct {

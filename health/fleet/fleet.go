@@ -64,6 +64,9 @@ type Options struct {
 	Grace        time.Duration // how long the last fleet view outlives Redis
 	MaxClockSkew time.Duration
 	StateFile    string // empty: none
+	// Predecessor is the pid of the instance of this name this one takes
+	// over from (a hand-over restart); its registration is this one's.
+	Predecessor int
 	// ProbersPerEndpoint, when above zero, shares probing: each endpoint
 	// is probed by that many of the live instances, not by all.
 	ProbersPerEndpoint int
@@ -255,6 +258,10 @@ func (f *Fleet) Register(ctx context.Context) error {
 			if err != nil {
 				f.o.Log.Warn("fleet: Redis unreachable at start; serving this instance's own view until it answers", "err", err)
 				return nil
+			}
+			if !ok && f.o.Predecessor > 0 && strings.HasPrefix(holder, fmt.Sprintf("%s pid %d since ", f.o.Instance, f.o.Predecessor)) {
+				// The same instance, restarting through a hand-over.
+				ok = f.o.Client.Set(ctx, c.key, f.token, f.o.VerdictTTL).Err() == nil
 			}
 			if ok {
 				f.mu.Lock()
