@@ -637,6 +637,7 @@ func ctlPrintTrace(w io.Writer, t *gslb.Trace) {
 func ctlOverride(state string) func(c *ctlCmd, args []string) int {
 	return func(c *ctlCmd, args []string) int {
 		reason := c.fs.String("reason", "", "why, for the next operator (required for drain and undrain)")
+		by := c.fs.String("by", os.Getenv("USER"), "who sets it, kept with a fleet's override")
 		if code, ok := c.parse(args, 1, 2); !ok {
 			return code
 		}
@@ -654,7 +655,7 @@ func ctlOverride(state string) func(c *ctlCmd, args []string) int {
 			what = "endpoint " + endpoint + " of datacenter " + dc
 		}
 		path += "/override"
-		r, code := c.call(http.MethodPost, path, nil, admin.OverrideRequest{State: state, Reason: *reason})
+		r, code := c.call(http.MethodPost, path, nil, admin.OverrideRequest{State: state, Reason: *reason, By: *by})
 		switch {
 		case r == nil:
 			return code

@@ -542,4 +542,11 @@ func TestFleetHandover(t *testing.T) {
 	if a := fleetAnswer(t, second); a != "192.0.2.1" {
 		t.Errorf("successor answers %s", a)
 	}
+	// gslbd ctl says who drains.
+	if out, code := runCLI(t, "ctl", "drain", "primary", "--reason", "ctl drain", "--by", "bob", "--addr", second.http); code != 0 {
+		t.Fatalf("ctl drain: %s", out)
+	}
+	if ov := fleetStatusOf(t, second).Health.Fleet.Overrides; len(ov) != 1 || !strings.HasPrefix(ov[0].By, "bob via instance hand-1") {
+		t.Errorf("overrides after ctl drain --by bob: %+v", ov)
+	}
 }

@@ -649,6 +649,10 @@ func (f *Fleet) decide(now time.Time, local []health.Verdict, mine map[health.En
 	if changed {
 		f.o.Health.SetEffective(eff)
 		f.saveState(false)
+	} else if f.o.Grace > 0 && now.Sub(f.savedAt()) > f.o.Grace/3 {
+		// An unchanged view is written again now and then: a warm start
+		// from the file trusts it only while it is younger than the grace.
+		f.saveState(true)
 	}
 	return covered && len(local) > 0
 }
@@ -830,6 +834,12 @@ func (f *Fleet) saveState(force bool) {
 	if err != nil {
 		f.o.Log.Warn("fleet: cannot write the state file", "file", f.o.StateFile, "err", err)
 	}
+}
+
+func (f *Fleet) savedAt() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stateSaved
 }
 
 // Status is the fleet's part of GET /api/v1/status.

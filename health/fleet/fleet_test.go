@@ -373,3 +373,37 @@ func TestMedianRTT(t *testing.T) {
 		t.Errorf("got %+v, want the median 25 ms, the latest load 1, no latency", e)
 	}
 }
+
+// TestWarmStartFromStateFile: without Redis at start, a state file
+// younger than the grace period serves until the instance's own probes
+// have run; an older one does not.
+func TestWarmStartFromStateFile(t *testing.T) {
+	rs := redistest.Start(t)
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "fleet-state.json")
+	withFile := func(o *Options) { o.StateFile, o.Grace = file, time.Minute }
+	a := newMember(t, rs.Addr(), "warm:", "a", Majority, nil, withFile)
+	b := newMember(t, rs.Addr(), "warm:", "b", Majority, nil, nil)
+	a.local.set(health.Down, time.Now())
+	b.local.set(health.Down, time.Now())
+	b.round(ctx)
+	a.round(ctx)
+
+	restarted := newMember(t, "127.0.0.1:1", "warm:", "a", Majority, nil, withFile)
+	if warm := restarted.Start(ctx); warm != SourceFile {
+		t.Fatalf("warm start: got %q, want the state file", warm)
+	}
+	if e, ok := restarted.local.effective(); !ok || e.State != health.Down {
+		t.Errorf("warm view from the file: got %+v %t, want down", e, ok)
+	}
+	if s := restarted.Source(); s != SourceGrace {
+		t.Errorf("source: got %s, want grace (a saved fleet view)", s)
+	}
+
+	clk := newClock()
+	clk.advance(2 * time.Minute)
+	late := newMember(t, "127.0.0.1:1", "warm:", "a", Majority, clk, withFile)
+	if warm := late.Start(ctx); warm != "" {
+		t.Errorf("a state file older than the grace: got warm start %q", warm)
+	}
+}
