@@ -165,6 +165,7 @@ type udpReader struct {
 	soob [udpBatch][oobLen]byte
 	out  [udpBatch][fastOut]byte
 	res  [udpBatch]fastResult
+	qs   [udpBatch]*querySeries
 	ok   [udpBatch]bool // the kernel took the reply
 	ns   int            // replies queued
 	sent int
@@ -307,7 +308,8 @@ func (r *udpReader) batch() {
 		return
 	}
 	for k := range r.ns {
-		r.hot.series(&r.res[k]).requests.Inc()
+		r.qs[k] = r.hot.series(&r.res[k])
+		r.qs[k].requests.Inc()
 	}
 	for !r.send(uintptr(r.u.fd)) && !r.u.stopping.Load() {
 		if err := r.wait(unix.POLLOUT); err != nil {
@@ -321,7 +323,7 @@ func (r *udpReader) batch() {
 			continue
 		}
 		res := &r.res[k]
-		qs := r.hot.series(res)
+		qs := r.qs[k]
 		qs.responses.Inc()
 		qs.duration.Observe(took)
 		if res.answered.datacenter != "" {
