@@ -264,10 +264,18 @@ func TestSocketActivationUnlistedSocket(t *testing.T) {
 	files, dnsAddr, _ := activationSockets(t)
 	file := writeConfig(t, t.TempDir(), fmt.Sprintf(baseConfig, "v1"))
 	cmd := activatedCommand(files, nil, "serve", "--config", file, "--dns.listen", dnsAddr, "--http.listen", "127.0.0.1:0")
-	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "socket activation passed tcp 127.0.0.1:") ||
-		!strings.Contains(string(out), "neither dns.listen nor http.listen lists") {
-		t.Fatalf("unlisted activated socket: %v, %s; want a refusal naming it", err, out)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// A daemon that wrongly starts would serve until killed.
+	timer := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() })
+	defer timer.Stop()
+	err := cmd.Wait()
+	if err == nil || !strings.Contains(out.String(), "socket activation passed tcp 127.0.0.1:") ||
+		!strings.Contains(out.String(), "neither dns.listen nor http.listen lists") {
+		t.Fatalf("unlisted activated socket: %v, %s; want a refusal naming it", err, out.String())
 	}
 }
 

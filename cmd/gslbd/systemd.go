@@ -59,7 +59,7 @@ type pooledSocket struct {
 // take returns the pooled socket for a listener: role is "udp" or "tcp"
 // for DNS, "http" for the admin listener, configured the address the
 // configuration gives. Named sockets match on their name; activated ones
-// on kind and bound address.
+// on kind and bound address and port.
 func (p *socketPool) take(role string, configured netip.AddrPort) *os.File {
 	if p == nil {
 		return nil
@@ -77,9 +77,12 @@ func (p *socketPool) take(role string, configured netip.AddrPort) *os.File {
 	if role == "http" {
 		kind = "tcp"
 	}
+	// An activated socket must match exactly: "any port" (0) in the
+	// configuration would otherwise adopt whichever socket of the unit
+	// comes first, the HTTP one for a DNS address included.
 	for _, s := range p.sockets {
 		if !s.taken && s.name == "" && s.kind == kind && s.bound.Addr().Unmap() == configured.Addr().Unmap() &&
-			(configured.Port() == 0 || s.bound.Port() == configured.Port()) {
+			s.bound.Port() == configured.Port() {
 			s.taken = true
 			return s.file
 		}
