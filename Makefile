@@ -22,7 +22,7 @@ INSTALL_USER ?= $(if $(DESTDIR),no,yes)
 # The fixed offered rate make bench also measures latency at (dnsperf -Q).
 BENCHQPS ?= 20000
 
-.PHONY: all build run test test-short fuzz bench lint fmt clean install
+.PHONY: all build run test test-short fuzz bench faults lint fmt clean install
 
 all: build
 
@@ -74,6 +74,15 @@ bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 	$(GO) run ./cmd/dnsbench -gslbd $(BIN) -duration $(BENCHTIME) -qps $(BENCHQPS)
 	$(GO) run ./cmd/dnsbench restart -gslbd $(BIN)
+
+# The fault suite (docs/faults.md): gslbd under a steady dnsperf load,
+# one fault at a time, each window against no-fault ones of the same run;
+# about 4 minutes. Needs dnsperf and redis-server; exits 1 when a fault
+# loses more queries than the rule allows.
+FAULTSWINDOW ?= 8s
+FAULTSQPS ?= 3000
+faults: build
+	$(GO) run ./cmd/dnsbench faults -gslbd $(BIN) -window $(FAULTSWINDOW) -qps $(FAULTSQPS)
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

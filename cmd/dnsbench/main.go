@@ -86,6 +86,8 @@ func main() {
 			os.Exit(runSessions(os.Args[2:], os.Stdout, os.Stderr))
 		case "restart":
 			os.Exit(runRestart(os.Args[2:], os.Stdout, os.Stderr))
+		case "faults":
+			os.Exit(runFaults(os.Args[2:], os.Stdout, os.Stderr))
 		}
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
