@@ -56,6 +56,7 @@ type fastQuery struct {
 	ecsAddr   netip.Addr
 	ecsBytes  []byte // the address bytes as sent (exactly the prefix's)
 	ecsUsable bool
+	cookie    bool // a COOKIE option, which the full path answers when cookies are on
 }
 
 // fastResult is what the metrics need to know about a fast answer.
@@ -64,6 +65,9 @@ type fastResult struct {
 	qtype    uint16
 	rcode    int
 	answered answered
+	cookie   bool   // the query carried a COOKIE option
+	name     []byte // the lowercase query name, in the scratch: valid until the next query
+	qend     int    // the length of header and question, which a slipped reply keeps
 }
 
 // fastAnswer writes the response to the query in pkt from a client at
@@ -74,7 +78,7 @@ func (s *Snapshot) fastAnswer(pkt []byte, src netip.Addr, out []byte, sc *fastSc
 	if !parseFast(pkt, &q, sc) {
 		return 0, res, false
 	}
-	res.qtype = q.qtype
+	res.qtype, res.cookie, res.name, res.qend = q.qtype, q.cookie, q.name, q.qnameEnd+4
 	limit := dns.MinMsgSize
 	if q.opt {
 		limit = int(max(dns.MinMsgSize, min(q.udpSize, s.udpSize)))
@@ -233,8 +237,12 @@ func parseOPT(pkt []byte, off int, q *fastQuery) (int, bool) {
 			return 0, false
 		}
 		switch code {
-		case dns.EDNS0COOKIE, dns.EDNS0PADDING:
-			// Ignored by the full path too; they unpack whatever they hold.
+		case dns.EDNS0COOKIE:
+			// Answered by the full path when cookies are on (the reader
+			// then declines it), ignored like padding when they are off.
+			q.cookie = true
+		case dns.EDNS0PADDING:
+			// Ignored by the full path too; it unpacks whatever it holds.
 		case dns.EDNS0SUBNET:
 			if q.ecs || !parseECS(pkt[off:off+l], q) {
 				return 0, false
@@ -690,4 +698,13 @@ func (w *fastWriter) finish(res fastResult, rcode int) (int, fastResult, bool) {
 	}
 	res.rcode = rcode
 	return w.off, res, true
+}
+
+// slipWire turns the fast answer in out into the empty truncated reply
+// rate limiting slips: header and question kept, TC set, no records, not
+// even the OPT. It returns the reply's length.
+func slipWire(out []byte, qend int) int {
+	binary.BigEndian.PutUint16(out[2:], binary.BigEndian.Uint16(out[2:])|1<<9)
+	clear(out[6:12])
+	return qend
 }

@@ -21,6 +21,12 @@ type Metrics struct {
 	cache     sync.Map // seriesKey -> *querySeries
 	answers   *prometheus.CounterVec
 	answerC   sync.Map // answered -> prometheus.Counter
+
+	// rrlDropped and rrlSlipped carry no labels: a per-client series
+	// would let the flood being limited grow the series count.
+	rrlDropped prometheus.Counter
+	rrlSlipped prometheus.Counter
+	tcpEvicted prometheus.Counter
 }
 
 // answer returns the answers counter for a service and datacenter; both
@@ -66,6 +72,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		tcpRefuse: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "gslb", Subsystem: "dns", Name: "tcp_connections_refused_total",
 			Help: "TCP connections closed at once because dns.tcp_max_connections were open.",
+		}),
+		rrlDropped: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "gslb", Subsystem: "dns", Name: "rrl_dropped_total",
+			Help: "UDP responses dropped by response rate limiting (dns.rrl).",
+		}),
+		rrlSlipped: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "gslb", Subsystem: "dns", Name: "rrl_slipped_total",
+			Help: "UDP responses rate limiting replaced with an empty truncated one (dns.rrl.slip).",
+		}),
+		tcpEvicted: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "gslb", Subsystem: "dns", Name: "tcp_connections_evicted_total",
+			Help: "Idle TCP connections closed to make room for a new one at dns.tcp_max_connections.",
 		}),
 	}
 	// Both transports start at zero, so a rate is 0 rather than absent.

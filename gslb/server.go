@@ -26,6 +26,8 @@ type Server struct {
 	log     *slog.Logger
 	badLog  *sampledLog
 	dyn     atomic.Pointer[dynamic] // TSIG keys and UPDATE handler (tsig.go)
+	// cookies, rate limiting and the query size bound (rrl_serve.go)
+	prot atomic.Pointer[protection]
 }
 
 // NewServer returns a Server serving snap.
@@ -68,13 +70,30 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 	}()
 
-	m, zone, ans := s.dispatch(w, r, addrOf(remote), key.proto == "tcp")
+	src, tcp := addrOf(remote), key.proto == "tcp"
+	p := s.prot.Load()
+	if p != nil && tcp && p.maxQuery > 0 && r.Len() > p.maxQuery {
+		s.metrics.malformed.WithLabelValues(key.proto).Inc()
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeFormatError)
+		m.Question, m.RecursionAvailable = nil, false
+		_ = w.WriteMsg(m)
+		return
+	}
+	m, zone, ans := s.dispatch(w, r, src, tcp)
 	if zone != "" {
 		key.zone = zone
+	}
+	action := rrlSend
+	if p != nil {
+		action = p.protect(r, m, src, tcp, zone)
 	}
 	key.rcode = m.Rcode
 	series := s.metrics.series(key)
 	series.requests.Inc()
+	if action == rrlDrop {
+		return
+	}
 	if err := writeReply(w, m); err != nil {
 		s.badLog.log("writing DNS response failed", "proto", key.proto, "client", remote.String(), "err", err)
 		return

@@ -1,6 +1,7 @@
 package gslb
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -20,6 +21,9 @@ const fallbackWorkers = 32
 // query behind it; the drop is logged.
 const fallbackQueue = 4096
 
+// errQueryTooLarge is why a UDP query past dns.max_query_size is dropped.
+var errQueryTooLarge = errors.New("query larger than dns.max_query_size")
+
 // fallbackPacket is a declined query, copied out of the reader's batch.
 type fallbackPacket struct {
 	buf     []byte
@@ -38,6 +42,10 @@ func (s *Server) serveFallback(conn *net.UDPConn, p *fallbackPacket) {
 	b := p.buf
 	if len(b) < 12 {
 		s.malformedUDP(b, dns.ErrShortRead)
+		return
+	}
+	if pr := s.prot.Load(); pr != nil && pr.maxQuery > 0 && len(b) > pr.maxQuery {
+		s.malformedUDP(b, errQueryTooLarge)
 		return
 	}
 	w := &udpWriter{conn: conn, src: p.src, dst: p.dst, ifindex: p.ifindex}

@@ -276,6 +276,7 @@ func (r *udpReader) send(fd uintptr) bool {
 func (r *udpReader) batch() {
 	start := time.Now()
 	snap := r.u.srv.snap.Load()
+	p := r.u.srv.prot.Load()
 	r.ns, r.sent = 0, 0
 	for i := range r.n {
 		pkt := r.in[i][:r.rhdr[i].n]
@@ -283,12 +284,28 @@ func (r *udpReader) batch() {
 		if !srcOK {
 			continue
 		}
+		if p != nil && p.maxQuery > 0 && len(pkt) > p.maxQuery {
+			r.u.srv.malformedUDP(pkt, errQueryTooLarge)
+			continue
+		}
 		dst, ifindex := parsePktinfo(r.roob[i][:r.rhdr[i].hdr.Controllen])
 		k := r.ns
 		n, res, ok := snap.fastAnswer(pkt, src.Addr(), r.out[k][:], &r.sc)
+		if ok && res.cookie && p != nil && p.cookies != nil {
+			ok = false
+		}
 		if !ok {
 			r.decline(pkt, src, dst, ifindex)
 			continue
+		}
+		if p != nil && p.rrl != nil {
+			switch p.rrl.check(src.Addr(), res.rcode, res.qtype, res.name, res.zone) {
+			case rrlDrop:
+				r.hot.series(&res).requests.Inc()
+				continue
+			case rrlSlip:
+				n = slipWire(r.out[k][:], res.qend)
+			}
 		}
 		r.res[k], r.ok[k] = res, false
 		r.siov[k].Base = &r.out[k][0]

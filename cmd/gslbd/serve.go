@@ -186,6 +186,7 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 	}
 	snap = d.withACME(snap)
 	d.dns = gslb.NewServer(snap, gslb.NewMetrics(d.reg), d.log.With("component", "dns"))
+	d.dns.SetProtection(protection(cfg))
 	d.configureACME(cfg)
 	d.noteAllDown(nil, snap)
 	d.base = snap

@@ -65,7 +65,11 @@ type DNS struct {
 	UDPSize           uint16           `mapstructure:"udp_size"`
 	TCPIdleTimeout    time.Duration    `mapstructure:"tcp_idle_timeout"`
 	TCPMaxConnections int              `mapstructure:"tcp_max_connections"`
-	Identity          Identity         `mapstructure:"identity"`
+	// MaxQuerySize is the largest query accepted, on UDP and TCP alike.
+	MaxQuerySize int      `mapstructure:"max_query_size"`
+	Cookies      Cookies  `mapstructure:"cookies"`
+	RRL          RRL      `mapstructure:"rrl"`
+	Identity     Identity `mapstructure:"identity"`
 	// HandoverSocket is the Unix socket path on which a running instance
 	// hands its listening sockets to its successor; empty: no hand-over.
 	HandoverSocket string `mapstructure:"handover_socket"`
@@ -428,6 +432,9 @@ func defaults() Config {
 			UDPSize:           DefaultUDPSize,
 			TCPIdleTimeout:    DefaultTCPIdleTimeout,
 			TCPMaxConnections: DefaultTCPMaxConnections,
+			MaxQuerySize:      DefaultMaxQuerySize,
+			Cookies:           Cookies{Enabled: true},
+			RRL:               defaultRRL(),
 			Identity:          Identity{NSID: true, Chaos: true},
 		},
 		HTTP:  HTTP{Listen: netip.MustParseAddrPort(DefaultHTTPListen)},

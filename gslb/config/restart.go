@@ -15,6 +15,9 @@ var restartOnly = []struct {
 	{"dns.tcp_idle_timeout", func(c *Config) any { return c.DNS.TCPIdleTimeout }, func(d, s *Config) { d.DNS.TCPIdleTimeout = s.DNS.TCPIdleTimeout }},
 	{"dns.handover_socket", func(c *Config) any { return c.DNS.HandoverSocket }, func(d, s *Config) { d.DNS.HandoverSocket = s.DNS.HandoverSocket }},
 	{"dns.tcp_max_connections", func(c *Config) any { return c.DNS.TCPMaxConnections }, func(d, s *Config) { d.DNS.TCPMaxConnections = s.DNS.TCPMaxConnections }},
+	{"dns.max_query_size", func(c *Config) any { return c.DNS.MaxQuerySize }, func(d, s *Config) { d.DNS.MaxQuerySize = s.DNS.MaxQuerySize }},
+	{"dns.cookies", func(c *Config) any { return c.DNS.Cookies }, func(d, s *Config) { d.DNS.Cookies = s.DNS.Cookies }},
+	{"dns.rrl", func(c *Config) any { return c.DNS.RRL }, func(d, s *Config) { d.DNS.RRL = s.DNS.RRL }},
 	{"http.listen", func(c *Config) any { return c.HTTP.Listen }, func(d, s *Config) { d.HTTP.Listen = s.HTTP.Listen }},
 	{"http.allow_unauthenticated_loopback", func(c *Config) any { return c.HTTP.AllowUnauthenticatedLoopback }, func(d, s *Config) {
 		d.HTTP.AllowUnauthenticatedLoopback = s.HTTP.AllowUnauthenticatedLoopback

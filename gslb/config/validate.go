@@ -209,6 +209,7 @@ func (c *Config) validateProcess(v *validator) {
 	if c.HTTP.AllowUnauthenticatedLoopback && c.HTTP.Listen.IsValid() && !c.HTTP.Listen.Addr().IsLoopback() {
 		v.add("http.allow_unauthenticated_loopback", "is set but http.listen %s is not a loopback address", c.HTTP.Listen)
 	}
+	c.validateLimits(v)
 	c.validateGeoIP(v)
 	c.validateHealth(v)
 	c.validateSessions(v)
