@@ -175,6 +175,8 @@ func faultList() []fault {
 					break
 				}
 			}
+			sleepCtx(ctx, 500*time.Millisecond) // the reload in progress
+			e.notef("%.0f reloads from 50 SIGHUPs (coalesced while one runs)", e.reloads())
 			return nil
 		}},
 		{name: "restart-handover", inject: func(ctx context.Context, e *faultEnv) error {
@@ -342,6 +344,21 @@ func runFault(ctx context.Context, o faultOptions, f fault, dir, queries string)
 		return fail(fmt.Errorf("gslbd not answering after the fault: %v", err))
 	}
 	r.HeapAfter, r.GoAfter = e.heap(ctx)
+	if strings.HasPrefix(f.name, "health") || f.name == "all-dcs-down" {
+		// That the fault was seen: datacenter transitions to down.
+		e.notef("datacenter down transitions: dc-a %.0f, dc-b %.0f",
+			max(0, e.metric(`gslb_health_transitions_total{kind="datacenter",datacenter="dc-a",state="down"}`)),
+			max(0, e.metric(`gslb_health_transitions_total{kind="datacenter",datacenter="dc-b",state="down"}`)))
+	}
+	if f.name == "baseline" || strings.HasPrefix(f.name, "redis") {
+		// Where the session look-ups went: the store's failures show as
+		// error and skipped (breaker open), answered without affinity.
+		var parts []string
+		for _, res := range []string{"hit", "miss", "created", "error", "skipped"} {
+			parts = append(parts, fmt.Sprintf("%s %.0f", res, max(0, e.metric(`gslb_session_lookups_total{result="`+res+`"}`))))
+		}
+		e.notef("session look-ups: %s", strings.Join(parts, ", "))
+	}
 	if injErr != nil {
 		r.Err = "inject: " + injErr.Error()
 	}
@@ -807,6 +824,7 @@ func (e *faultEnv) slowReaders(ctx context.Context, n int) error {
 	}
 	e.notef("%d connections, %d queries written, none read", len(conns), queued)
 	<-ctx.Done() // held until a second before the window ends
+	e.notef("while held: %.0f goroutines, heap %s", e.metric("go_goroutines"), mib(int64(e.metric("go_memstats_heap_inuse_bytes"))))
 	return nil
 }
 
