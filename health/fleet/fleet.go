@@ -85,6 +85,9 @@ type Fleet struct {
 	kick  chan struct{}
 	m     *metrics
 
+	roundMu sync.Mutex // one round at a time, and none after Close
+	closed  bool
+
 	ovMu      sync.Mutex
 	overrides map[string]overrideRec // what this instance knows, persisted
 	foreign   map[string]int64       // overrides of targets this configuration lacks, warned of (by since)
@@ -233,7 +236,8 @@ var ErrDuplicate = errors.New("fleet: duplicate instance")
 // the clock against Redis TIME. A key held by another process is waited
 // on for up to two verdict TTLs (a crashed predecessor's key expires by
 // then), then refused with an error naming the key. An unreachable Redis
-// is no error: the instance starts on its own view and registers later.
+// is no error: the instance starts on its own view, and its keys are
+// written when Redis answers, without the check.
 func (f *Fleet) Register(ctx context.Context) error {
 	claims := []struct{ key, what string }{
 		{f.o.Prefix + "name:" + f.o.Instance, fmt.Sprintf("instance.name %q", f.o.Instance)},
@@ -256,7 +260,16 @@ func (f *Fleet) Register(ctx context.Context) error {
 			}
 			cancel()
 			if err != nil {
-				f.o.Log.Warn("fleet: Redis unreachable at start; serving this instance's own view until it answers", "err", err)
+				// Written by the rounds once Redis answers, unchecked:
+				// refusing to start for want of Redis would make it the
+				// single point of failure the fleet is meant to avoid.
+				f.mu.Lock()
+				f.registered = nil
+				for _, c := range claims {
+					f.registered = append(f.registered, c.key)
+				}
+				f.mu.Unlock()
+				f.o.Log.Warn("fleet: Redis unreachable at start; serving this instance's own view until it answers, without the duplicate check", "err", err)
 				return nil
 			}
 			if !ok && f.o.Predecessor > 0 && strings.HasPrefix(holder, fmt.Sprintf("%s pid %d since ", f.o.Instance, f.o.Predecessor)) {
@@ -378,17 +391,26 @@ func (f *Fleet) watchOverrides(ctx context.Context) <-chan struct{} {
 // Close gives up this instance's registration and withdraws its verdicts,
 // so the fleet stops counting it at once rather than after the TTL.
 func (f *Fleet) Close() {
+	f.roundMu.Lock()
+	defer f.roundMu.Unlock()
+	f.closed = true // no round after this one: it would announce us again
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	f.mu.Lock()
 	regs := f.registered
 	f.mu.Unlock()
 	p := f.o.Client.Pipeline()
-	p.ZRem(ctx, f.keys.members, f.o.Instance)
-	p.Del(ctx, f.keys.verdicts(f.o.Instance))
-	for _, k := range regs {
-		// Only ours: a key another process claimed after ours expired is not.
-		p.Eval(ctx, `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`, []string{k}, f.token)
+	for i, k := range regs {
+		// Only what is still ours: after a hand-over the successor holds
+		// the name, the membership and the verdicts under it.
+		extra := []string{}
+		if i == 0 {
+			extra = []string{f.keys.members, f.keys.verdicts(f.o.Instance)}
+		}
+		p.Eval(ctx, `if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call("DEL", KEYS[1])
+if KEYS[2] then redis.call("ZREM", KEYS[2], ARGV[2]); redis.call("DEL", KEYS[3]) end
+return 1`, append([]string{k}, extra...), f.token, f.o.Instance)
 	}
 	_, _ = p.Exec(ctx)
 	f.saveState(true)
@@ -398,6 +420,11 @@ func (f *Fleet) Close() {
 // overrides, and applies them. It reports whether every probed endpoint
 // has a fresh verdict from another instance (what a warm start needs).
 func (f *Fleet) round(ctx context.Context) bool {
+	f.roundMu.Lock()
+	defer f.roundMu.Unlock()
+	if f.closed {
+		return false
+	}
 	now := f.o.Now()
 	local := f.o.Health.Verdicts()
 	mine := f.counted(local)
