@@ -104,6 +104,19 @@ func (s *Snapshot) applySticky(svc *service, q *request, dst []int, start, scope
 	}
 	if q.trace != nil {
 		q.trace.Session = why
+		if pinned != proposal {
+			// The session overrode the policy: say so where the reason and
+			// the chosen mark are read, not only in the session line.
+			q.trace.Reason = "the client's session: " + why + "; the policy alone picks " + s.datacenters[proposal].ID
+			for i := range q.trace.Candidates {
+				switch c := &q.trace.Candidates[i]; c.Datacenter {
+				case s.datacenters[pinned].ID:
+					c.Chosen = true
+				case s.datacenters[proposal].ID:
+					c.Chosen = svc.want > 1 // still answered after the pinned one
+				}
+			}
+		}
 	}
 	// Pinned first, without repeating it among the rest.
 	for k := start; k < len(dst); k++ {

@@ -97,6 +97,22 @@ func TestStickySessions(t *testing.T) {
 	if !strings.Contains(tr.Session, "no affinity") {
 		t.Errorf("explain with the store down: session %q", tr.Session)
 	}
+	// A pin the policy would not choose: explain's reason and chosen
+	// marks say the session decided, not the score.
+	aff.down = false
+	s.dc("eu-central").Load = 0
+	aff.pins["score.p.test.89.160.20.0/24"] = [2]string{"us-east", ""}
+	tr = s.ExplainQuery("score.p.test.", dns.TypeA, netip.MustParseAddr(frankfurt), false)
+	var chosen []string
+	for _, c := range tr.Candidates {
+		if c.Chosen {
+			chosen = append(chosen, c.Datacenter)
+		}
+	}
+	if !strings.Contains(tr.Reason, "the client's session") || !strings.Contains(tr.Reason, "the policy alone picks eu-central") ||
+		strings.Join(chosen, ",") != "us-east" {
+		t.Errorf("explain of a pin against the policy: reason %q, chosen %v; want the session named and us-east chosen", tr.Reason, chosen)
+	}
 }
 
 // TestSessionPrefix: sessions keyed on a configured prefix length.
