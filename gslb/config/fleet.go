@@ -85,8 +85,10 @@ func (c *Config) validateFleet(v *validator) {
 	if !f.Enabled {
 		return
 	}
-	if len(c.Sessions.Redis.Addrs) == 0 {
+	if r := c.Sessions.Redis; len(r.Addrs) == 0 {
 		v.add("sessions.redis.addrs", "expected at least one host:port: fleet.enabled shares health through this Redis")
+	} else if len(r.Addrs) > 1 && r.MasterName == "" {
+		v.add("fleet.enabled", "needs sessions.redis to be one server or Sentinel, not a Cluster: a round writes several keys in one transaction")
 	}
 	for _, o := range []struct{ key, prefix string }{
 		{"sessions.redis.key_prefix", c.Sessions.Redis.KeyPrefix}, {"replication.namespace", c.Replication.Namespace},
