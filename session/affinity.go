@@ -116,7 +116,7 @@ func New(o Options) *Affinity {
 	m.hit, m.miss, m.created = m.lookups.WithLabelValues("hit"), m.lookups.WithLabelValues("miss"), m.lookups.WithLabelValues("created")
 	m.errored, m.skipped = m.lookups.WithLabelValues("error"), m.lookups.WithLabelValues("skipped")
 	a.metrics = m
-	a.breaker.gauge = m.breakerSt
+	a.breaker.gauge, a.breaker.log = m.breakerSt, a.o.Log
 	return a
 }
 
@@ -331,9 +331,8 @@ func (a *Affinity) probeLoop(ctx context.Context) {
 		}
 		cancel()
 		if err == nil {
-			a.breaker.success()
+			a.breaker.success() // logs the recovery
 			a.metrics.breakerSt.Set(0)
-			a.o.Log.Info("session store reachable again; affinity resumes")
 		}
 	}
 }
@@ -365,6 +364,7 @@ func (a *Affinity) Forget(service string, client netip.Prefix, version idgen.ID)
 // after the cooldown; while open, the DNS path skips the store entirely.
 type breaker struct {
 	gauge       prometheus.Gauge // follows open, set on every transition
+	log         *slog.Logger     // opening and closing are logged: operators grep for them
 	mu          sync.Mutex
 	failures    int
 	cooldown    time.Duration
@@ -392,6 +392,10 @@ func (b *breaker) failure(now time.Time) {
 	defer b.mu.Unlock()
 	b.consecutive++
 	if b.consecutive >= b.failures {
+		if !b.open && b.log != nil {
+			b.log.Warn("session store failing; answering without sessions until it recovers",
+				"consecutive_failures", b.consecutive, "retry_every", b.cooldown.String())
+		}
 		b.open, b.openUntil = true, now.Add(b.cooldown)
 		if b.gauge != nil {
 			b.gauge.Set(1)
@@ -403,6 +407,9 @@ func (b *breaker) success() {
 	b.mu.Lock()
 	if b.open && b.gauge != nil {
 		b.gauge.Set(0)
+	}
+	if b.open && b.log != nil {
+		b.log.Info("session store reachable again; affinity resumes")
 	}
 	b.consecutive, b.open = 0, false
 	b.mu.Unlock()

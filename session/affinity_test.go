@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -155,6 +156,10 @@ func TestBreaker(t *testing.T) {
 	st := &slowStore{Store: NewMemoryStore()}
 	st.fail.Store(true)
 	a, _ := newAffinity(t, st)
+	logs := &lockedBuffer{}
+	a.breaker.mu.Lock()
+	a.breaker.log = slog.New(slog.NewTextHandler(logs, nil))
+	a.breaker.mu.Unlock()
 	for i := range 3 {
 		a.Sticky("www.example.", netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, byte(i), 0}), 24), "dc-a")
 	}
@@ -178,6 +183,29 @@ func TestBreaker(t *testing.T) {
 	if _, _, ok := a.Sticky("www.example.", client, "dc-a"); !ok {
 		t.Errorf("no affinity after the store recovered")
 	}
+	// Each transition is logged once, not each failure or trial.
+	got := logs.String()
+	if strings.Count(got, "session store failing") != 1 || strings.Count(got, "session store reachable again") != 1 {
+		t.Errorf("breaker log: want one opening and one recovery line, got:\n%s", got)
+	}
+}
+
+// lockedBuffer is a log sink the breaker and the test may touch at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestMaxLifetime(t *testing.T) {
