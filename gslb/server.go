@@ -290,6 +290,10 @@ func (s *Snapshot) answerChaos(m *dns.Msg, name string, q dns.Question) {
 	})
 }
 
+// tcpEvictIdle is how long a TCP connection must have been idle before a
+// new one at dns.tcp_max_connections may close it to take its place.
+const tcpEvictIdle = time.Second
+
 // ListenConfig carries the socket settings Listen needs.
 type ListenConfig struct {
 	Addrs             []netip.AddrPort
@@ -345,7 +349,7 @@ func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 		l.sockets = append(l.sockets,
 			Socket{Network: "udp", Addr: ap, file: pc},
 			Socket{Network: "tcp", Addr: ap, file: tl})
-		ln := &limitListener{Listener: tl, sem: make(chan struct{}, lc.TCPMaxConnections), refused: s.metrics.tcpRefuse}
+		ln := newLimitListener(tl, lc.TCPMaxConnections, tcpEvictIdle, s.metrics)
 		servers := []*dns.Server{{Listener: ln, Net: "tcp"}}
 		switch u, err := newUDPServer(s, pc); {
 		case err == nil:

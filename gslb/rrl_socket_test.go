@@ -1,0 +1,170 @@
+//go:build linux
+
+package gslb
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// With cookies and rate limiting on, the fast path still answers without
+// allocating, and its limited replies are empty and truncated.
+func TestRRLFastPathThroughSocket(t *testing.T) {
+	srv, _ := newTestServer(t, policySnapshot(t))
+	cfg := rrlBase
+	cfg.ResponsesPerSecond, cfg.NXDomainsPerSecond, cfg.ErrorsPerSecond = 1<<20, 1<<20, 1<<20
+	srv.SetProtection(Protection{Cookies: true, RRL: &cfg, MaxQuerySize: 512})
+	ln := serveOn(t, srv, "127.0.0.1:0")
+	conn, err := net.DialUDP("udp", nil, ln.Addrs()[0].(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	queries := [][]byte{
+		packed(t, query("score.p.test.", dns.TypeA, withEDNS(1232, false))),
+		packed(t, query("nope.p.test.", dns.TypeA)),
+		packed(t, query("www.example.com.", dns.TypeA)),
+	}
+	buf := make([]byte, 4096)
+	exchange := func(rounds int) {
+		for range rounds {
+			for _, q := range queries {
+				if _, err := conn.Write(q); err != nil {
+					t.Fatal(err)
+				}
+				_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+				if _, err := conn.Read(buf); err != nil {
+					t.Fatalf("reading an answer: %v", err)
+				}
+			}
+		}
+	}
+	exchange(20)
+	before := heapObjects()
+	exchange(200)
+	if allocs := heapObjects() - before; allocs > 16 {
+		t.Errorf("%d heap objects allocated over 600 queries with rate limiting on; want none per query", allocs)
+	}
+
+	// A query past dns.max_query_size is dropped; the next is answered.
+	big := query("score.p.test.", dns.TypeA, withEDNS(1232, false, &dns.EDNS0_PADDING{Padding: make([]byte, 600)}))
+	if _, err := conn.Write(packed(t, big)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(queries[0]); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m dns.Msg
+	if err := m.Unpack(buf[:n]); err != nil || m.Id == big.Id {
+		t.Errorf("the first reply after a query over dns.max_query_size: %v, %v; want the next query's", &m, err)
+	}
+	if got := testutil.ToFloat64(srv.metrics.malformed.WithLabelValues("udp")); got != 1 {
+		t.Errorf("gslb_dns_malformed_requests_total{proto=udp} %v, want 1 for the oversized query", got)
+	}
+
+	// Now a limit of one per second, slip 1: the fast path truncates.
+	cfg.ResponsesPerSecond, cfg.Slip = 1, 1
+	srv.SetProtection(Protection{Cookies: true, RRL: &cfg, MaxQuerySize: 512})
+	q := queries[0]
+	var tc int
+	for range 5 {
+		if _, err := conn.Write(q); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m dns.Msg
+		if err := m.Unpack(buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if m.Truncated {
+			tc++
+			if len(m.Answer)+len(m.Ns)+len(m.Extra) != 0 || len(m.Question) != 1 {
+				t.Errorf("a slipped reply: %v; want the question alone", &m)
+			}
+		}
+	}
+	// Five in well under a window at 1/s: at least three are slipped
+	// even if the second turns over once.
+	if tc < 3 {
+		t.Errorf("%d of 5 replies truncated at 1/s with slip 1", tc)
+	}
+	if got := testutil.ToFloat64(srv.metrics.rrlSlipped); got != float64(tc) {
+		t.Errorf("gslb_dns_rrl_slipped_total %v, want %d", got, tc)
+	}
+}
+
+// At the connection bound the longest-idle connection makes room, unless
+// every connection was active within minIdle, when the new one is refused.
+func TestTCPLimitEvictsIdlest(t *testing.T) {
+	m := NewMetrics(nil)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLimitListener(inner, 2, 0, m)
+	defer l.Close()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	accept := func() net.Conn {
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a := dial()
+	accept()
+	b := dial()
+	sb := accept()
+	if _, err := b.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Read(make([]byte, 1)); err != nil { // b is now the more recent
+		t.Fatal(err)
+	}
+	c := dial()
+	accept()
+	_ = a.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := a.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("the idlest connection: got %v, want EOF (evicted)", err)
+	}
+	_ = c
+	if got := testutil.ToFloat64(m.tcpEvicted); got != 1 {
+		t.Errorf("gslb_dns_tcp_connections_evicted_total %v, want 1", got)
+	}
+
+	l.minIdle = time.Hour
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = l.Accept() }()
+	d := dial()
+	_ = d.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := d.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("a connection over the bound while none is idle: got %v, want EOF (refused)", err)
+	}
+	if got := testutil.ToFloat64(m.tcpRefuse); got != 1 {
+		t.Errorf("gslb_dns_tcp_connections_refused_total %v, want 1", got)
+	}
+	l.Close()
+	<-done
+}
