@@ -219,3 +219,43 @@ func TestRRLCheckAllocs(t *testing.T) {
 		t.Errorf("rrl.check allocates %v objects per call", n)
 	}
 }
+
+// BenchmarkFastAnswerRRL is BenchmarkFastAnswer's shapes with the rate
+// limiter's check each packet gets on the fast path, at a rate that never
+// limits: the cost RRL adds per answer.
+func BenchmarkFastAnswerRRL(b *testing.B) {
+	snaps := fastSnapshots(b)
+	cfg := rrlBase
+	cfg.ResponsesPerSecond, cfg.NXDomainsPerSecond, cfg.ErrorsPerSecond = 1<<20, 1<<20, 1<<20
+	l := newRRL(cfg, NewMetrics(prometheus.NewRegistry()))
+	for _, bc := range []struct {
+		name string
+		req  *dns.Msg
+	}{
+		{"static-A-edns", query("host.example.test.", dns.TypeA, withEDNS(1232, false))},
+		{"nxdomain", query("nope.example.test.", dns.TypeA, withEDNS(1232, false))},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			pkt := packed(b, bc.req)
+			var sc fastScratch
+			var out [dns.MaxMsgSize]byte
+			b.ReportAllocs()
+			for b.Loop() {
+				_, res, _ := snaps["zone"].fastAnswer(pkt, testClient, out[:], &sc)
+				l.check(testClient, res.rcode, res.qtype, res.name, res.zone)
+			}
+		})
+	}
+}
+
+// BenchmarkRRLCheck is the limiter's check alone, as the fast path makes it.
+func BenchmarkRRLCheck(b *testing.B) {
+	cfg := rrlBase
+	cfg.ResponsesPerSecond = 1 << 20
+	l := newRRL(cfg, NewMetrics(prometheus.NewRegistry()))
+	name := []byte("host.example.test.")
+	b.ReportAllocs()
+	for b.Loop() {
+		l.check(testClient, dns.RcodeSuccess, dns.TypeA, name, "example.test.")
+	}
+}
