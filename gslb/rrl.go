@@ -55,10 +55,11 @@ type RRLConfig struct {
 	TableSize                                               int
 }
 
+// rrlBucket is 24 bytes; docs/operations.md quotes the table's size.
 type rrlBucket struct {
 	key     uint64 // 0: empty
+	second  int64  // the second the balance was last credited
 	balance int32
-	second  int64 // the second the balance was last credited
 	drops   uint32
 }
 
