@@ -189,6 +189,7 @@ sessions:
 replication:
   mode: active-active
   peers: [{datacenter: dc-b, addrs: ["%[3]s"]}]
+fleet: {enabled: true}
 acme:
   enabled: true
   tsig_keys: [{name: mon-key., secret: "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}]
