@@ -176,7 +176,7 @@ func faultList() []fault {
 				}
 			}
 			sleepCtx(ctx, 500*time.Millisecond) // the reload in progress
-			e.notef("%.0f reloads from 50 SIGHUPs (coalesced while one runs)", e.reloads())
+			e.notef("%.0f reloads from 50 SIGHUPs", e.reloads())
 			return nil
 		}},
 		{name: "restart-handover", inject: func(ctx context.Context, e *faultEnv) error {
@@ -632,7 +632,11 @@ func (e *faultEnv) handOver() error {
 	t0 := time.Now()
 	select {
 	case <-old.done:
-		e.notef("predecessor exited %s after the successor started (%v)", time.Since(t0).Round(time.Millisecond), old.err)
+		status := "status 0"
+		if old.err != nil {
+			status = old.err.Error()
+		}
+		e.notef("predecessor exited (%s) %s after the successor started", status, time.Since(t0).Round(time.Millisecond))
 		return nil
 	case <-next.done:
 		_ = old.stop()
