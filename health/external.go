@@ -95,11 +95,7 @@ func (m *Manager) SetEffective(states map[EndpointRef]Effective) {
 	m.emit(events)
 	// A changed state is published at once; drifting measurements within
 	// a second, as the probes' own are.
-	if urgent || len(events) > 0 {
-		m.signal(m.publish)
-	} else {
-		m.dirty.Store(true)
-	}
+	m.publishAfter(urgent || len(events) > 0)
 }
 
 // SetProbing limits probing to the endpoints probe says yes to; the

@@ -407,12 +407,18 @@ func (m *Manager) probe(ctx context.Context, ep *endpoint) {
 	events = append(events, m.rollup(m.byDC[ep.key.dc], now)...)
 	m.mu.Unlock()
 	m.emit(events)
-	if urgent || len(events) > 0 {
+	m.publishAfter(urgent || len(events) > 0)
+	m.signal(m.wake)
+}
+
+// publishAfter hands a change to the publisher: at once when answers
+// depend on it, else with the next once-a-second refresh.
+func (m *Manager) publishAfter(urgent bool) {
+	if urgent {
 		m.signal(m.publish)
 	} else {
 		m.dirty.Store(true)
 	}
-	m.signal(m.wake)
 }
 
 // pendingDone counts one endpoint of the first round done; m.mu held.
