@@ -4,6 +4,8 @@
 // thresholds, flap damping, round-trip EWMA, jitter, loss and link
 // quality). It rolls endpoints up into datacenter state, applies
 // operator overrides, and publishes an immutable View after every change.
+// A layer above it (health/fleet) may read its verdicts, replace them
+// with a fleet's and limit which endpoints it probes (external.go).
 //
 // It imports idgen (events carry Snowflake IDs), the Prometheus client and
 // the probers' protocol libraries; never gslb. The DNS side never waits on
