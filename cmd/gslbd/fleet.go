@@ -120,10 +120,15 @@ func (d *daemon) healthAdmin() admin.Health {
 	if d.fleet == nil {
 		return d.health
 	}
-	return fleetHealth{d}
+	return fleetHealth{d: d, instance: d.cfg.Instance.Name}
 }
 
-type fleetHealth struct{ d *daemon }
+// fleetHealth keeps the instance's name (restart-only): d.cfg is the
+// reload's to swap.
+type fleetHealth struct {
+	d        *daemon
+	instance string
+}
 
 // fleetStatus keeps the manager's fields where they were (datacenters)
 // and adds the fleet's beside them.
@@ -141,6 +146,6 @@ func (h fleetHealth) Override(dc, endpoint, state, reason string) error {
 }
 
 func (h fleetHealth) OverrideBy(dc, endpoint, state, reason, by string) error {
-	by = strings.TrimSpace(by + " via instance " + h.d.cfg.Instance.Name)
+	by = strings.TrimSpace(by + " via instance " + h.instance)
 	return h.d.fleet.Override(context.Background(), dc, endpoint, state, reason, by)
 }
