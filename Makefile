@@ -69,6 +69,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzClientSubnet$$' -fuzztime=$(FUZZTIME) ./gslb
 	$(GO) test -run='^$$' -fuzz='^FuzzParseReport$$' -fuzztime=$(FUZZTIME) ./health
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./session/redisstore
+	$(GO) test -run='^$$' -fuzz='^FuzzParseChange$$' -fuzztime=$(FUZZTIME) ./session/redisstore
 
 bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

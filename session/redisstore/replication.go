@@ -353,9 +353,12 @@ type Batch struct {
 }
 
 var (
-	vvPattern     = regexp.MustCompile(`^([^=;"\\]+=[1-9][0-9]*)(;[^=;"\\]+=[1-9][0-9]*)*$`)
+	// Control characters are excluded as well as quote and backslash: a
+	// JSON string cannot hold them raw, and these fields are rendered
+	// into one.
+	vvPattern     = regexp.MustCompile(`^([^=;"\\\x00-\x1f]+=[1-9][0-9]*)(;[^=;"\\\x00-\x1f]+=[1-9][0-9]*)*$`)
 	digits        = regexp.MustCompile(`^(0|[1-9][0-9]{0,18})$`)
-	plainPattern  = regexp.MustCompile(`^[^"\\]+$`)
+	plainPattern  = regexp.MustCompile(`^[^"\\\x00-\x1f]+$`)
 	maxChangeBody = 64 << 10
 )
 
@@ -390,7 +393,9 @@ func parseChange(m redis.XMessage) (Change, error) {
 		return c, fmt.Errorf("ttl: %q is not milliseconds", str("ttl"))
 	}
 	c.TTL = ttl
-	if len(c.Body) > maxChangeBody || !json.Valid([]byte("{"+c.Body)) {
+	// The body follows the header's members: "}" alone would complete
+	// "{" but leave the rendered value with a trailing comma.
+	if len(c.Body) > maxChangeBody || !json.Valid([]byte(`{"header":0,`+c.Body)) {
 		return c, fmt.Errorf("body: not the rest of a JSON object")
 	}
 	return c, nil
