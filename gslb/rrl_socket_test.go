@@ -168,3 +168,45 @@ func TestTCPLimitEvictsIdlest(t *testing.T) {
 	l.Close()
 	<-done
 }
+
+// Over TCP a query past dns.max_query_size gets FORMERR; cookies are
+// answered there too, and not at all when they are off.
+func TestProtectionOverTCP(t *testing.T) {
+	srv, _ := newTestServer(t, testSnapshot(t))
+	srv.SetProtection(Protection{Cookies: true, MaxQuerySize: 1024})
+	ln := serveOn(t, srv, "127.0.0.1:0")
+	c := &dns.Client{Net: "tcp", Timeout: 3 * time.Second}
+	tcpAddr := ln.Addrs()[1].String()
+	cookie := &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}
+	r, _, err := c.Exchange(query("host.example.test.", dns.TypeA, withEDNS(1232, false, cookie)), tcpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := responseCookie(r); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || len(got) != 48 || got[:16] != cookie.Cookie {
+		t.Errorf("TCP query with a client cookie: %s, %d answers, cookie %q; want the answer and a server cookie", dns.RcodeToString[r.Rcode], len(r.Answer), got)
+	}
+	big := query("host.example.test.", dns.TypeA, withEDNS(1232, false, &dns.EDNS0_PADDING{Padding: make([]byte, 2000)}))
+	r, _, err = c.Exchange(big, tcpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Rcode != dns.RcodeFormatError || len(r.Answer) != 0 {
+		t.Errorf("TCP query of %d bytes over a bound of 1024: %s with %d answers, want FORMERR", big.Len(), dns.RcodeToString[r.Rcode], len(r.Answer))
+	}
+
+	srv.SetProtection(Protection{})
+	for _, proto := range []string{"udp", "tcp"} {
+		c.Net = proto
+		addr := ln.Addrs()[0].String()
+		if proto == "tcp" {
+			addr = tcpAddr
+		}
+		r, _, err := c.Exchange(query("host.example.test.", dns.TypeA, withEDNS(1232, false, cookie)), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := responseCookie(r); got != "" || r.Rcode != dns.RcodeSuccess {
+			t.Errorf("%s with cookies off: %s cookie %q; want the answer without a cookie", proto, dns.RcodeToString[r.Rcode], got)
+		}
+	}
+}
