@@ -563,6 +563,9 @@ func (f *Fleet) decide(now time.Time, local []health.Verdict, mine map[health.En
 	var disagreements []health.EndpointRef
 	for _, lv := range local {
 		key := refKey(lv.EndpointRef)
+		// A series per configured endpoint from the first round, at 0, so
+		// a rate over it is 0 rather than absent.
+		f.m.disagreements.WithLabelValues(lv.Datacenter, lv.Address.String())
 		es := EndpointStatus{Datacenter: lv.Datacenter, Endpoint: lv.Address.String(), Local: lv.State.String()}
 		if !f.probes(lv.EndpointRef) {
 			es.Local = "not probed here"
