@@ -40,6 +40,7 @@ type fastScratch struct {
 	// CNAME targets followed so far, as resolve's visited list
 	visited    [maxCNAMEChain][maxNameWire + 2]byte
 	visitedLen [maxCNAMEChain]int
+	cookie     [clientCookieLen + serverCookieLen]byte // the reply's cookie
 }
 
 // fastQuery is what the parser took from a query packet.
@@ -56,7 +57,7 @@ type fastQuery struct {
 	ecsAddr   netip.Addr
 	ecsBytes  []byte // the address bytes as sent (exactly the prefix's)
 	ecsUsable bool
-	cookie    bool // a COOKIE option, which the full path answers when cookies are on
+	cookie    []byte // the COOKIE option's data, nil without one
 }
 
 // fastResult is what the metrics need to know about a fast answer.
@@ -68,17 +69,40 @@ type fastResult struct {
 	cookie   bool   // the query carried a COOKIE option
 	name     []byte // the lowercase query name, in the scratch: valid until the next query
 	qend     int    // the length of header and question, which a slipped reply keeps
+	// cookieValid: it carried a valid server cookie (answered only when
+	// cookies are on), which exempts it from rate limiting
+	cookieValid bool
 }
 
 // fastAnswer writes the response to the query in pkt from a client at
 // src into out and returns its length; ok is false when it declines, and
 // out then holds nothing of value.
 func (s *Snapshot) fastAnswer(pkt []byte, src netip.Addr, out []byte, sc *fastScratch) (n int, res fastResult, ok bool) {
+	return s.fastAnswerCookie(pkt, src, out, sc, nil)
+}
+
+// fastAnswerCookie is fastAnswer answering DNS cookies with jar, as the
+// full path's protect does; with jar nil a COOKIE option is ignored. A
+// malformed cookie, which gets FORMERR, is declined.
+func (s *Snapshot) fastAnswerCookie(pkt []byte, src netip.Addr, out []byte, sc *fastScratch, jar *cookieJar) (n int, res fastResult, ok bool) {
 	var q fastQuery
 	if !parseFast(pkt, &q, sc) {
 		return 0, res, false
 	}
-	res.qtype, res.cookie, res.name, res.qend = q.qtype, q.cookie, q.name, q.qnameEnd+4
+	res.qtype, res.cookie, res.name, res.qend = q.qtype, q.cookie != nil, q.name, q.qnameEnd+4
+	var cookie []byte // the reply's
+	if jar != nil && q.cookie != nil {
+		v, fresh := jar.check(q.cookie, src)
+		switch {
+		case v == cookieMalformed:
+			return 0, res, false
+		case fresh:
+			cookie = jar.make(sc.cookie[:0], q.cookie[:clientCookieLen], src)
+		default:
+			cookie = q.cookie
+		}
+		res.cookieValid = v == cookieValid
+	}
 	limit := dns.MinMsgSize
 	if q.opt {
 		limit = int(max(dns.MinMsgSize, min(q.udpSize, s.udpSize)))
@@ -98,7 +122,7 @@ func (s *Snapshot) fastAnswer(pkt []byte, src netip.Addr, out []byte, sc *fastSc
 		// Not ours: REFUSED, as in answer.
 		w.rcode(dns.RcodeRefused)
 		if q.opt {
-			w.opt(s.udpSize, nil, 0)
+			w.opt(s.udpSize, nil, 0, cookie)
 		}
 		return w.finish(res, dns.RcodeRefused)
 	}
@@ -120,7 +144,7 @@ func (s *Snapshot) fastAnswer(pkt []byte, src netip.Addr, out []byte, sc *fastSc
 		if !q.ecsUsable {
 			scope = 0
 		}
-		w.opt(s.udpSize, &q, scope)
+		w.opt(s.udpSize, &q, scope, cookie)
 	}
 	for _, set := range sc.glue[:glue] {
 		for _, rr := range set {
@@ -238,9 +262,12 @@ func parseOPT(pkt []byte, off int, q *fastQuery) (int, bool) {
 		}
 		switch code {
 		case dns.EDNS0COOKIE:
-			// Answered by the full path when cookies are on (the reader
-			// then declines it), ignored like padding when they are off.
-			q.cookie = true
+			// Answered when cookies are on, ignored like padding when
+			// they are off. The full path reads the first of several.
+			if q.cookie != nil {
+				return 0, false
+			}
+			q.cookie = pkt[off : off+l : off+l]
 		case dns.EDNS0PADDING:
 			// Ignored by the full path too; it unpacks whatever it holds.
 		case dns.EDNS0SUBNET:
@@ -668,16 +695,22 @@ func (w *fastWriter) soa(sc *fastScratch, z *zone, ttl uint32) bool {
 }
 
 // opt writes the response's OPT record: our payload size and, when the
-// query carried ECS, its echo with the answer's scope.
-func (w *fastWriter) opt(udpSize uint16, q *fastQuery, scope int) {
+// query carried ECS, its echo with the answer's scope, then the cookie
+// when there is one (the full path's order).
+func (w *fastWriter) opt(udpSize uint16, q *fastQuery, scope int, cookie []byte) {
 	w.bytes([]byte{0})
 	w.u16(dns.TypeOPT)
 	w.u16(udpSize)
 	w.u32(0)
-	if q == nil || !q.ecs {
-		w.u16(0)
-	} else {
-		w.u16(uint16(8 + len(q.ecsBytes)))
+	rdlen := 0
+	if q != nil && q.ecs {
+		rdlen += 8 + len(q.ecsBytes)
+	}
+	if cookie != nil {
+		rdlen += 4 + len(cookie)
+	}
+	w.u16(uint16(rdlen))
+	if q != nil && q.ecs {
 		w.u16(dns.EDNS0SUBNET)
 		w.u16(uint16(4 + len(q.ecsBytes)))
 		w.u16(q.ecsFamily)
@@ -686,6 +719,11 @@ func (w *fastWriter) opt(udpSize uint16, q *fastQuery, scope int) {
 			w.off += 2
 		}
 		w.bytes(q.ecsBytes)
+	}
+	if cookie != nil {
+		w.u16(dns.EDNS0COOKIE)
+		w.u16(uint16(len(cookie)))
+		w.bytes(cookie)
 	}
 	if !w.over {
 		w.count(10)

@@ -42,9 +42,12 @@ func (s *Server) SetProtection(p Protection) {
 
 // protect applies cookies and rate limiting to the reply m to r, in place,
 // and says whether to send it. It is the full path's share; the fast path
-// declines queries carrying a cookie while cookies are on and runs the
-// same limiter on what it answers.
-func (p *protection) protect(r, m *dns.Msg, src netip.Addr, tcp bool, zone string) rrlAction {
+// answers cookies itself (fastAnswerCookie, the same jar) and runs the
+// same limiter on what it answers, declining what would be BADCOOKIE.
+//
+// udpSize is the most the reply may take over UDP: the cookie it adds
+// may push an answer that fitted over it, and it is truncated again.
+func (p *protection) protect(r, m *dns.Msg, src netip.Addr, tcp bool, zone string, udpSize int) rrlAction {
 	verdict := cookieNone
 	var raw []byte
 	if p.cookies != nil {
@@ -66,6 +69,9 @@ func (p *protection) protect(r, m *dns.Msg, src netip.Addr, tcp bool, zone strin
 			}
 			if o := m.IsEdns0(); o != nil {
 				o.Option = append(o.Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: hex.EncodeToString(raw)})
+				if !tcp {
+					m.Truncate(udpSize)
+				}
 			}
 		}
 	}

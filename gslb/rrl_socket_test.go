@@ -5,6 +5,7 @@ package gslb
 import (
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -208,5 +209,69 @@ func TestProtectionOverTCP(t *testing.T) {
 		if got := responseCookie(r); got != "" || r.Rcode != dns.RcodeSuccess {
 			t.Errorf("%s with cookies off: %s cookie %q; want the answer without a cookie", proto, dns.RcodeToString[r.Rcode], got)
 		}
+	}
+}
+
+// The fast path answers cookies byte for byte as the full path does: a
+// client cookie alone, a valid server cookie, a stale one, one from
+// another address, each with and without ECS; a malformed one it
+// declines. And it does so without allocating.
+func TestFastPathCookiesDifferential(t *testing.T) {
+	srv, _ := newTestServer(t, policySnapshot(t))
+	srv.SetProtection(Protection{Cookies: true})
+	jar := srv.prot.Load().cookies
+	now := uint32(1_700_000_000)
+	jar.now = func() uint32 { return now }
+	src := netip.MustParseAddr("127.0.0.2") // the recorder's client
+	cc := []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	valid := jar.make(nil, cc, src)
+	now += 40 * 60 // valid is renewed, recent echoed
+	recent := jar.make(nil, cc, src)
+	other := jar.make(nil, cc, netip.MustParseAddr("192.0.2.1"))
+	ecs := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(81, 2, 69, 0)}
+	var sc fastScratch
+	var out [dns.MaxMsgSize]byte
+	snap := srv.Snapshot()
+	for _, name := range []string{"score.p.test.", "nope.p.test.", "www.example.com."} {
+		for _, ck := range []struct {
+			what   string
+			cookie []byte
+		}{{"client only", cc}, {"valid, 40 min old", valid}, {"recent", recent}, {"another address's", other}, {"malformed", cc[:5]}} {
+			for _, withECS := range []bool{false, true} {
+				opts := []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: hexs(ck.cookie)}}
+				if withECS {
+					opts = append([]dns.EDNS0{ecs}, opts...)
+				}
+				req := query(name, dns.TypeA, withEDNS(1232, false, opts...))
+				pkt := packed(t, req)
+				n, res, ok := snap.fastAnswerCookie(pkt, src, out[:], &sc, jar)
+				if ck.what == "malformed" {
+					if ok {
+						t.Errorf("%s, %s cookie: answered; want it declined to the full path's FORMERR", name, ck.what)
+					}
+					continue
+				}
+				if !ok {
+					t.Errorf("%s, %s cookie, ECS %v: declined", name, ck.what, withECS)
+					continue
+				}
+				if want := ck.what == "valid, 40 min old" || ck.what == "recent"; res.cookieValid != want {
+					t.Errorf("%s, %s cookie: cookieValid %v", name, ck.what, res.cookieValid)
+				}
+				rec := &recorder{}
+				srv.ServeDNS(rec, req)
+				full, err := rec.msgs[0].Pack()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := sameResponse(full, out[:n]); err != nil {
+					t.Errorf("%s, %s cookie, ECS %v: %v", name, ck.what, withECS, err)
+				}
+			}
+		}
+	}
+	pkt := packed(t, query("score.p.test.", dns.TypeA, withEDNS(1232, false, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: hexs(cc)})))
+	if a := testing.AllocsPerRun(200, func() { snap.fastAnswerCookie(pkt, src, out[:], &sc, jar) }); a != 0 {
+		t.Errorf("answering a client cookie on the fast path allocates %v objects", a)
 	}
 }

@@ -86,7 +86,8 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	action := rrlSend
 	if p != nil {
-		action = p.protect(r, m, src, tcp, zone)
+		reqOPT, _ := requestOPT(r)
+		action = p.protect(r, m, src, tcp, zone, s.snap.Load().clientUDPSize(reqOPT))
 	}
 	key.rcode = m.Rcode
 	series := s.metrics.series(key)

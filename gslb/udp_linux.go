@@ -290,15 +290,22 @@ func (r *udpReader) batch() {
 		}
 		dst, ifindex := parsePktinfo(r.roob[i][:r.rhdr[i].hdr.Controllen])
 		k := r.ns
-		n, res, ok := snap.fastAnswer(pkt, src.Addr(), r.out[k][:], &r.sc)
-		if ok && res.cookie && p != nil && p.cookies != nil {
+		var jar *cookieJar
+		if p != nil {
+			jar = p.cookies
+		}
+		n, res, ok := snap.fastAnswerCookie(pkt, src.Addr(), r.out[k][:], &r.sc, jar)
+		// A limited reply to a client whose cookie is not (yet) valid is
+		// BADCOOKIE, which the full path writes: such a client is new, or
+		// its cookie has lapsed, once in half an hour at most.
+		if ok && res.cookie && jar != nil && !res.cookieValid && p.rrl != nil {
 			ok = false
 		}
 		if !ok {
 			r.decline(pkt, src, dst, ifindex)
 			continue
 		}
-		if p != nil && p.rrl != nil {
+		if p != nil && p.rrl != nil && !res.cookieValid {
 			switch p.rrl.check(src.Addr(), res.rcode, res.qtype, res.name, res.zone) {
 			case rrlDrop:
 				r.hot.series(&res).requests.Inc()
