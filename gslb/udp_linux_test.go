@@ -66,6 +66,24 @@ func heapObjects() uint64 {
 	return s[0].Value.Uint64()
 }
 
+// allocTries is how many times a socket allocation count is taken; the
+// fewest counts. The count is process-wide, so another test's goroutines
+// winding down can land thousands of objects in one window, while an
+// allocation per query shows in every window.
+const allocTries = 3
+
+// fewestHeapObjects runs fn allocTries times and returns the smallest
+// number of heap objects allocated, process-wide, during one run.
+func fewestHeapObjects(fn func()) uint64 {
+	fewest := ^uint64(0)
+	for range allocTries {
+		before := heapObjects()
+		fn()
+		fewest = min(fewest, heapObjects()-before)
+	}
+	return fewest
+}
+
 // TestUDPNoAllocsThroughSocket counts every heap allocation in the
 // process while a client exchanges queries with the real listener over
 // loopback: the fast path, socket loop and metrics included, answering
@@ -106,9 +124,7 @@ func TestUDPNoAllocsThroughSocket(t *testing.T) {
 	}
 	exchange(20) // resolve the metric series, warm the GeoIP cache
 	const rounds = 100
-	before := heapObjects()
-	exchange(rounds)
-	allocs := heapObjects() - before
+	allocs := fewestHeapObjects(func() { exchange(rounds) })
 	n := uint64(rounds * len(queries) * burst)
 	// A few objects of runtime background work (timers, the deadline's
 	// own bookkeeping) may land in the window; one per query would be n.
@@ -116,11 +132,11 @@ func TestUDPNoAllocsThroughSocket(t *testing.T) {
 		t.Errorf("%d heap objects allocated over %d queries through the socket; want none per query", allocs, n)
 	}
 	got := testutil.ToFloat64(srv.metrics.requests.WithLabelValues("p.test.", "A", "udp"))
-	if want := float64((20 + rounds) * burst * 2); got != want {
+	if want := float64((20 + allocTries*rounds) * burst * 2); got != want {
 		t.Errorf("gslb_dns_requests_total{zone=p.test.,qtype=A,proto=udp}: got %v, want %v", got, want)
 	}
 	got = testutil.ToFloat64(srv.metrics.responses.WithLabelValues("none", "A", "REFUSED", "udp"))
-	if want := float64((20 + rounds) * burst); got != want {
+	if want := float64((20 + allocTries*rounds) * burst); got != want {
 		t.Errorf("gslb_dns_responses_total for REFUSED: got %v, want %v", got, want)
 	}
 	if c, _ := testutil.GatherAndCount(reg, "gslb_dns_answers_total"); c == 0 {
