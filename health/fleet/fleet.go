@@ -92,6 +92,10 @@ type Fleet struct {
 	overrides map[string]overrideRec // what this instance knows, persisted
 	foreign   map[string]int64       // overrides of targets this configuration lacks, warned of (by since)
 
+	// saveMu makes taking a snapshot and writing it one step, so a save
+	// that snapshotted earlier cannot overwrite a later one's file.
+	saveMu sync.Mutex
+
 	mu        sync.Mutex
 	source    string
 	lastOK    time.Time
@@ -836,6 +840,8 @@ func (f *Fleet) saveState(force bool) {
 	if f.o.StateFile == "" {
 		return
 	}
+	f.saveMu.Lock()
+	defer f.saveMu.Unlock()
 	f.ovMu.Lock()
 	s := state{Saved: f.o.Now().UnixMilli(), Overrides: make(map[string]overrideRec, len(f.overrides))}
 	for k, r := range f.overrides {
