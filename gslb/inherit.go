@@ -54,20 +54,11 @@ func adoptTCP(f *os.File, ap netip.AddrPort) (*net.TCPListener, error) {
 }
 
 // checkBound reports whether a socket bound to got serves the configured
-// address want; port 0 in the configuration accepts any port.
+// address want: the same address (IPv4-mapped forms compare equal to
+// IPv4) and the same port, where a configured port 0 takes any.
 func checkBound(got, want netip.AddrPort) error {
-	if MatchesConfigured(got, want) {
+	if got.Addr().Unmap() == want.Addr().Unmap() && (want.Port() == 0 || got.Port() == want.Port()) {
 		return nil
 	}
 	return fmt.Errorf("bound to %s instead", got)
-}
-
-// MatchesConfigured reports whether a socket bound to got serves the
-// configured address want: the same address (IPv4-mapped forms compare
-// equal to IPv4) and the same port, where a configured port 0 takes any.
-func MatchesConfigured(got, want netip.AddrPort) bool {
-	if got.Addr().Unmap() != want.Addr().Unmap() {
-		return false
-	}
-	return want.Port() == 0 || got.Port() == want.Port()
 }
