@@ -27,6 +27,11 @@ type Metrics struct {
 	rrlDropped prometheus.Counter
 	rrlSlipped prometheus.Counter
 	tcpEvicted prometheus.Counter
+
+	// answerCacheHits and answerCacheMisses count the UDP readers'
+	// answer cache (anscache.go) look-ups, added once per batch.
+	answerCacheHits   prometheus.Counter
+	answerCacheMisses prometheus.Counter
 }
 
 // answer returns the answers counter for a service and datacenter; both
@@ -86,6 +91,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Idle TCP connections closed to make room for a new one at dns.tcp_max_connections.",
 		}),
 	}
+	lookups := f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "gslb", Subsystem: "dns", Name: "answer_cache_lookups_total",
+		Help: "UDP fast-path queries looked up in the answer cache (dns.answer_cache_size), by result: hit (the answer was replayed) or miss (it was computed).",
+	}, []string{"result"})
+	m.answerCacheHits, m.answerCacheMisses = lookups.WithLabelValues("hit"), lookups.WithLabelValues("miss")
 	// Both transports start at zero, so a rate is 0 rather than absent.
 	for _, proto := range []string{"udp", "tcp"} {
 		m.malformed.WithLabelValues(proto)

@@ -26,10 +26,13 @@ type Snapshot struct {
 	datacenters []Datacenter
 	identity    identity
 	udpSize     uint16
-	locator     *geo.Locator // nil: every client is at defaultLoc
-	defaultLoc  geo.Location
-	services    []*service
-	targetFiles []*targetFile
+	// answerCacheSize is dns.answer_cache_size: the UDP readers size
+	// their answer caches by the snapshot they serve.
+	answerCacheSize int
+	locator         *geo.Locator // nil: every client is at defaultLoc
+	defaultLoc      geo.Location
+	services        []*service
+	targetFiles     []*targetFile
 	// ttls holds each service's TTL as of this snapshot's health: shorter
 	// while one of its datacenters is down or changing.
 	ttls      []uint32
@@ -118,10 +121,11 @@ func (svc *service) fileTargets() *targets {
 func NewSnapshot(cfg *config.Config, locator *geo.Locator) (*Snapshot, error) {
 	dl := cfg.GeoIP.DefaultLocation
 	s := &Snapshot{
-		locator:    locator,
-		defaultLoc: geo.Location{Lat: dl.Lat, Lon: dl.Lon, Country: dl.Country, Continent: dl.Continent, Subdivision: dl.Subdivision},
-		zones:      make(map[string]*zone, len(cfg.Zones)),
-		udpSize:    cfg.DNS.UDPSize,
+		locator:         locator,
+		defaultLoc:      geo.Location{Lat: dl.Lat, Lon: dl.Lon, Country: dl.Country, Continent: dl.Continent, Subdivision: dl.Subdivision},
+		zones:           make(map[string]*zone, len(cfg.Zones)),
+		udpSize:         cfg.DNS.UDPSize,
+		answerCacheSize: cfg.DNS.AnswerCacheSize,
 		identity: identity{
 			id:      cfg.DNS.Identity.ID,
 			nsidHex: hex.EncodeToString([]byte(cfg.DNS.Identity.ID)),

@@ -129,6 +129,9 @@ func (f *targetFile) load() error {
 	}
 	built := buildTargets(t.Networks, t.ASN, f.dcIndex)
 	f.cur.Store(built)
+	// After the store: a reader that sees the new epoch answers from
+	// the new table (anscache.go).
+	targetFileEpoch.Add(1)
 	f.modTime, f.size = st.ModTime(), st.Size()
 	return nil
 }

@@ -61,18 +61,26 @@ type udpServer struct {
 	done     chan struct{} // closed when the workers have too
 }
 
-// newUDPServer prepares conn for the fast path: it asks the kernel for
-// each datagram's destination address, which the reply's source must be.
+// newUDPServer prepares conn for the fast path: on a wildcard socket it
+// asks the kernel for each datagram's destination address, which the
+// reply's source must be.
 func newUDPServer(s *Server, conn *net.UDPConn) (*udpServer, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	v4 := conn.LocalAddr().(*net.UDPAddr).IP.To4() != nil
+	local := conn.LocalAddr().(*net.UDPAddr).IP
+	v4 := local.To4() != nil
 	var serr error
 	sockfd := -1
 	if err := rc.Control(func(fd uintptr) {
 		sockfd = int(fd)
+		if !local.IsUnspecified() {
+			// Bound to one address, the socket replies from it: the
+			// control messages would cost the kernel a parse on every
+			// send and a write on every receive for nothing.
+			return
+		}
 		if v4 {
 			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
 			return
@@ -170,13 +178,14 @@ type udpReader struct {
 	ns   int            // replies queued
 	sent int
 
-	sc  fastScratch
-	hot hotCounters
-	pfd [1]unix.PollFd
+	sc    fastScratch
+	cache *answerCache
+	hot   hotCounters
+	pfd   [1]unix.PollFd
 }
 
 func newUDPReader(u *udpServer) *udpReader {
-	r := &udpReader{u: u, hot: hotCounters{m: u.srv.metrics}}
+	r := &udpReader{u: u, hot: hotCounters{m: u.srv.metrics}, cache: newAnswerCache()}
 	for i := range r.rhdr {
 		r.in[i] = make([]byte, dns.MaxMsgSize)
 		r.riov[i].Base = &r.in[i][0]
@@ -277,6 +286,8 @@ func (r *udpReader) batch() {
 	start := time.Now()
 	snap := r.u.srv.snap.Load()
 	p := r.u.srv.prot.Load()
+	r.cache.sync(snap)
+	defer r.cache.flush(r.u.srv.metrics)
 	r.ns, r.sent = 0, 0
 	for i := range r.n {
 		pkt := r.in[i][:r.rhdr[i].n]
@@ -294,7 +305,7 @@ func (r *udpReader) batch() {
 		if p != nil {
 			jar = p.cookies
 		}
-		n, res, ok := snap.fastAnswerCookie(pkt, src.Addr(), r.out[k][:], &r.sc, jar)
+		n, res, ok := r.cache.answer(snap, pkt, src.Addr(), r.out[k][:], &r.sc, jar)
 		// A limited reply to a client whose cookie is not (yet) valid is
 		// BADCOOKIE, which the full path writes: such a client is new, or
 		// its cookie has lapsed, once in half an hour at most.

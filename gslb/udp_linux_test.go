@@ -3,6 +3,7 @@
 package gslb
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -495,5 +496,64 @@ func TestUDPStalledSessionStoreDoesNotStallReader(t *testing.T) {
 	close(aff.release)
 	if err := <-sticky; err != nil {
 		t.Error(err)
+	}
+}
+
+// TestUDPAnswerCacheFollowsSwaps asks the real socket the same query
+// again and again while the health view changes: the replayed answer must
+// follow every swap, and the repeats must be replayed.
+func TestUDPAnswerCacheFollowsSwaps(t *testing.T) {
+	base := policySnapshot(t)
+	frankfurtDown := base.WithHealth(map[string]DCState{"eu-central": {Up: false, Load: math.NaN(), LatencyMS: math.NaN(), Ramp: 1, Unsettled: true}})
+	srv, reg := newTestServer(t, base)
+	ln := serveOn(t, srv, "127.0.0.1:0")
+	conn, err := net.DialUDP("udp", nil, ln.Addrs()[0].(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ecs := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(89, 160, 20, 0)}
+	pkt := packed(t, query("score.p.test.", dns.TypeA, withEDNS(1232, false, ecs)))
+	client := conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	ask := func() []byte {
+		t.Helper()
+		if _, err := conn.Write(pkt); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4096)
+		_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("reading an answer: %v", err)
+		}
+		return buf[:n]
+	}
+	for i, s := range []*Snapshot{base, frankfurtDown, base, frankfurtDown} {
+		srv.Swap(s)
+		want := fastWire(t, s, pkt, client)
+		for j := range 3 {
+			if got := ask(); !bytes.Equal(got, want) {
+				t.Fatalf("swap %d, query %d: answered %x; the fast path under this snapshot answers %x", i, j, got, want)
+			}
+		}
+	}
+	if bytes.Equal(fastWire(t, base, pkt, client), fastWire(t, frankfurtDown, pkt, client)) {
+		t.Fatal("both snapshots answer alike; the test needs answers that differ")
+	}
+	// The reader adds its counts after it has sent the batch.
+	hits := func() float64 {
+		return testutil.ToFloat64(srv.metrics.answerCacheHits)
+	}
+	for deadline := time.Now().Add(3 * time.Second); hits() < 8 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := hits(); got != 8 {
+		t.Errorf("answer cache hits %v; want 8 (4 swaps × 2 repeats)", got)
+	}
+	if got := testutil.ToFloat64(srv.metrics.answerCacheMisses); got != 4 {
+		t.Errorf("answer cache misses %v; want 4 (one per swap)", got)
+	}
+	if c, _ := testutil.GatherAndCount(reg, "gslb_dns_answer_cache_lookups_total"); c != 2 {
+		t.Errorf("gslb_dns_answer_cache_lookups_total has %d series; want hit and miss", c)
 	}
 }

@@ -66,10 +66,14 @@ type DNS struct {
 	TCPIdleTimeout    time.Duration    `mapstructure:"tcp_idle_timeout"`
 	TCPMaxConnections int              `mapstructure:"tcp_max_connections"`
 	// MaxQuerySize is the largest query accepted, on UDP and TCP alike.
-	MaxQuerySize int      `mapstructure:"max_query_size"`
-	Cookies      Cookies  `mapstructure:"cookies"`
-	RRL          RRL      `mapstructure:"rrl"`
-	Identity     Identity `mapstructure:"identity"`
+	MaxQuerySize int `mapstructure:"max_query_size"`
+	// AnswerCacheSize is how many UDP answers each socket's reader keeps,
+	// replayed for the same query bytes from the same client until the
+	// snapshot changes; 0 turns the cache off.
+	AnswerCacheSize int      `mapstructure:"answer_cache_size"`
+	Cookies         Cookies  `mapstructure:"cookies"`
+	RRL             RRL      `mapstructure:"rrl"`
+	Identity        Identity `mapstructure:"identity"`
 	// HandoverSocket is the Unix socket path on which a running instance
 	// hands its listening sockets to its successor; empty: no hand-over.
 	HandoverSocket string `mapstructure:"handover_socket"`
@@ -433,6 +437,7 @@ func defaults() Config {
 			TCPIdleTimeout:    DefaultTCPIdleTimeout,
 			TCPMaxConnections: DefaultTCPMaxConnections,
 			MaxQuerySize:      DefaultMaxQuerySize,
+			AnswerCacheSize:   DefaultAnswerCacheSize,
 			Cookies:           Cookies{Enabled: true},
 			RRL:               defaultRRL(),
 			Identity:          Identity{NSID: true, Chaos: true},

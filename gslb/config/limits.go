@@ -41,6 +41,9 @@ const (
 	DefaultRRLWindow    = 15 * time.Second
 	DefaultRRLTable     = 65536
 	DefaultMaxQuerySize = 4096
+	// DefaultAnswerCacheSize is per UDP socket: about 5 MB of memory.
+	DefaultAnswerCacheSize = 4096
+	maxAnswerCacheSize     = 1 << 20
 )
 
 func defaultRRL() RRL {
@@ -77,6 +80,9 @@ func (c *Config) validateLimits(v *validator) {
 	}
 	if c.DNS.MaxQuerySize < 512 || c.DNS.MaxQuerySize > 65535 {
 		v.add("dns.max_query_size", "%d is outside 512..65535", c.DNS.MaxQuerySize)
+	}
+	if c.DNS.AnswerCacheSize < 0 || c.DNS.AnswerCacheSize > maxAnswerCacheSize {
+		v.add("dns.answer_cache_size", "%d is outside 0..%d", c.DNS.AnswerCacheSize, maxAnswerCacheSize)
 	}
 	ck := &c.DNS.Cookies
 	ck.Secrets = nil

@@ -1,0 +1,182 @@
+package gslb
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// cacheAnswer runs pkt through c and returns a copy of the answer.
+func cacheAnswer(t *testing.T, c *answerCache, s *Snapshot, pkt []byte, src netip.Addr, jar *cookieJar) ([]byte, fastResult) {
+	t.Helper()
+	var out [dns.MaxMsgSize]byte
+	var sc fastScratch
+	n, res, ok := c.answer(s, pkt, src, out[:], &sc, jar)
+	if !ok {
+		t.Fatalf("answer cache declined %x", pkt)
+	}
+	res.name = bytes.Clone(res.name)
+	return bytes.Clone(out[:n]), res
+}
+
+// fastWire is the fast path's answer to pkt, without a cache.
+func fastWire(t *testing.T, s *Snapshot, pkt []byte, src netip.Addr) []byte {
+	t.Helper()
+	var out [dns.MaxMsgSize]byte
+	var sc fastScratch
+	n, _, ok := s.fastAnswer(pkt, src, out[:], &sc)
+	if !ok {
+		t.Fatalf("fast path declined %x", pkt)
+	}
+	return bytes.Clone(out[:n])
+}
+
+func withID(pkt []byte, id uint16) []byte {
+	b := bytes.Clone(pkt)
+	b[0], b[1] = byte(id>>8), byte(id)
+	return b
+}
+
+func TestAnswerCacheReplays(t *testing.T) {
+	snaps := fastSnapshots(t)
+	s, degraded := snaps["policies"], snaps["policies-degraded"]
+	ashburn := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(216, 160, 83, 0)}
+	pkt := packed(t, query("score.p.test.", dns.TypeA, withEDNS(1232, false, ashburn)))
+	resolver := netip.MustParseAddr("198.51.100.53")
+
+	c := newAnswerCache()
+	c.sync(s)
+	first, res := cacheAnswer(t, c, s, withID(pkt, 1), resolver, nil)
+	if want := fastWire(t, s, withID(pkt, 1), resolver); !bytes.Equal(first, want) {
+		t.Fatalf("first answer differs from the fast path's:\n%x\n%x", first, want)
+	}
+	if c.hits != 0 || c.misses != 1 {
+		t.Fatalf("after one query: %d hits, %d misses; want 0, 1", c.hits, c.misses)
+	}
+	again, res2 := cacheAnswer(t, c, s, withID(pkt, 0xbeef), resolver, nil)
+	if c.hits != 1 {
+		t.Fatalf("the same bytes again were not replayed: %d hits, %d misses", c.hits, c.misses)
+	}
+	if !bytes.Equal(again, withID(first, 0xbeef)) {
+		t.Fatalf("replayed answer is not the first with the new ID:\n%x\n%x", again, first)
+	}
+	if res2.zone != res.zone || res2.rcode != res.rcode || res2.answered != res.answered || !bytes.Equal(res2.name, res.name) || res2.qend != res.qend {
+		t.Fatalf("replayed result %+v, computed %+v", res2, res)
+	}
+
+	// Another client address is another key: without a usable ECS its
+	// location would be its own.
+	cacheAnswer(t, c, s, pkt, netip.MustParseAddr("198.51.100.54"), nil)
+	if c.misses != 2 {
+		t.Fatalf("another client was answered from the cache (%d misses)", c.misses)
+	}
+
+	// A new snapshot (here the health view with us-east down) empties it:
+	// the Ashburn network's answer changes.
+	c.sync(degraded)
+	moved, _ := cacheAnswer(t, c, degraded, pkt, resolver, nil)
+	if want := fastWire(t, degraded, pkt, resolver); !bytes.Equal(moved, want) {
+		t.Fatalf("after the swap: cached %x, fast path %x", moved, want)
+	}
+	if bytes.Equal(moved[2:], first[2:]) {
+		t.Fatal("the degraded snapshot answers Ashburn as the healthy one does; the test needs answers that differ")
+	}
+	if c.misses != 3 {
+		t.Fatalf("the answer under the old snapshot was replayed after the swap (%d misses)", c.misses)
+	}
+	cacheAnswer(t, c, degraded, pkt, resolver, nil)
+	if c.hits != 2 {
+		t.Fatalf("not replayed under the new snapshot: %d hits", c.hits)
+	}
+
+	// A networks file swapped in changes answers without a snapshot.
+	targetFileEpoch.Add(1)
+	c.sync(degraded)
+	cacheAnswer(t, c, degraded, pkt, resolver, nil)
+	if c.misses != 4 {
+		t.Fatalf("replayed across a networks file change (%d misses)", c.misses)
+	}
+}
+
+func TestAnswerCacheKeepsOut(t *testing.T) {
+	s := fastSnapshots(t)["zone"]
+	c := newAnswerCache()
+	c.sync(s)
+	src := netip.MustParseAddr("192.0.2.7")
+	jar := newCookieJar([][16]byte{{1, 2, 3}})
+
+	// A cookie's reply carries a server cookie made from the time.
+	cookie := &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}
+	pkt := packed(t, query("host.example.test.", dns.TypeA, withEDNS(1232, false, cookie)))
+	for range 3 {
+		cacheAnswer(t, c, s, pkt, src, jar)
+	}
+	if c.hits != 0 {
+		t.Fatalf("a query with a COOKIE was replayed %d times", c.hits)
+	}
+
+	// Off: every query is computed and nothing is counted.
+	off := *s
+	off.answerCacheSize = 0
+	c.sync(&off)
+	plain := packed(t, query("host.example.test.", dns.TypeA))
+	for range 3 {
+		cacheAnswer(t, c, &off, plain, src, nil)
+	}
+	if len(c.entries) != 0 || c.hits != 0 {
+		t.Fatalf("dns.answer_cache_size 0 still caches: %d entries, %d hits", len(c.entries), c.hits)
+	}
+
+	// Back on after a reload, sized up to a power of two.
+	small := *s
+	small.answerCacheSize = 100
+	c.sync(&small)
+	if len(c.entries) != 128 {
+		t.Fatalf("%d entries for a size of 100; want 128", len(c.entries))
+	}
+	cacheAnswer(t, c, &small, plain, src, nil)
+	cacheAnswer(t, c, &small, plain, src, nil)
+	if c.hits != 1 {
+		t.Fatalf("after resizing: %d hits, want 1", c.hits)
+	}
+}
+
+func TestAnswerCacheAllocs(t *testing.T) {
+	s := fastSnapshots(t)["policies"]
+	c := newAnswerCache()
+	c.sync(s)
+	ecs := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(81, 2, 69, 0)}
+	pkt := packed(t, query("score.p.test.", dns.TypeA, withEDNS(1232, false, ecs)))
+	var out [dns.MaxMsgSize]byte
+	var sc fastScratch
+	if a := testing.AllocsPerRun(200, func() { c.answer(s, pkt, testClient, out[:], &sc, nil) }); a != 0 {
+		t.Fatalf("%v allocations per replayed answer", a)
+	}
+}
+
+// BenchmarkAnswerCache is BenchmarkFastAnswer's geo query answered from
+// the cache, beside the fast path computing it, in the same run.
+func BenchmarkAnswerCache(b *testing.B) {
+	s := fastSnapshots(b)["policies"]
+	ecs := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(81, 2, 69, 0)}
+	pkt := packed(b, query("score.p.test.", dns.TypeA, withEDNS(1232, false, ecs)))
+	var out [dns.MaxMsgSize]byte
+	var sc fastScratch
+	b.Run("computed", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s.fastAnswer(pkt, testClient, out[:], &sc)
+		}
+	})
+	b.Run("replayed", func(b *testing.B) {
+		c := newAnswerCache()
+		c.sync(s)
+		b.ReportAllocs()
+		for b.Loop() {
+			c.answer(s, pkt, testClient, out[:], &sc, nil)
+		}
+	})
+}
