@@ -354,7 +354,9 @@ func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 		servers := []*dns.Server{{Listener: ln, Net: "tcp"}}
 		switch u, err := newUDPServer(s, pc); {
 		case err == nil:
+			// pc is closed: the socket lives on in u's descriptor.
 			l.udp = append(l.udp, u)
+			l.sockets[len(l.sockets)-2].file = u
 		case errors.Is(err, errors.ErrUnsupported):
 			servers = append([]*dns.Server{{PacketConn: pc, Net: "udp"}}, servers...)
 		default:
@@ -489,6 +491,8 @@ func (l *Listeners) Addrs() []net.Addr {
 		switch c := sk.file.(type) {
 		case *net.UDPConn:
 			out = append(out, c.LocalAddr())
+		case *udpServer:
+			out = append(out, c.addr())
 		case *net.TCPListener:
 			out = append(out, c.Addr())
 		}
@@ -525,7 +529,7 @@ func (l *Listeners) Shutdown(ctx context.Context) error {
 
 func (l *Listeners) close() {
 	for _, u := range l.udp {
-		u.conn.Close()
+		u.closeFD()
 	}
 	for _, srv := range l.servers {
 		if srv.PacketConn != nil {

@@ -30,6 +30,16 @@ type fallbackPacket struct {
 	src     netip.AddrPort
 	dst     netip.Addr // the address the query was sent to, for the reply's source
 	ifindex uint32
+	// name is the client's address as the kernel gave it, the reply's
+	// destination byte for byte (a link-local client's scope included).
+	name    [sockaddrSize]byte
+	namelen uint32
+}
+
+// datagramSender is the socket a fallback reply leaves from.
+type datagramSender interface {
+	sendTo(b, oob []byte, name *[sockaddrSize]byte, namelen uint32) error
+	addr() net.Addr
 }
 
 var fallbackPool = sync.Pool{New: func() any { return &fallbackPacket{buf: make([]byte, 0, 4096)} }}
@@ -38,7 +48,7 @@ var fallbackPool = sync.Pool{New: func() any { return &fallbackPacket{buf: make(
 // server would: the same accept filter, FORMERR for what does not
 // unpack, TSIG verified against the raw packet, then ServeDNS with a
 // writer that signs and sends from the address the query came to.
-func (s *Server) serveFallback(conn *net.UDPConn, p *fallbackPacket) {
+func (s *Server) serveFallback(out datagramSender, p *fallbackPacket) {
 	b := p.buf
 	if len(b) < 12 {
 		s.malformedUDP(b, dns.ErrShortRead)
@@ -48,7 +58,7 @@ func (s *Server) serveFallback(conn *net.UDPConn, p *fallbackPacket) {
 		s.malformedUDP(b, errQueryTooLarge)
 		return
 	}
-	w := &udpWriter{conn: conn, src: p.src, dst: p.dst, ifindex: p.ifindex}
+	w := &udpWriter{out: out, src: p.src, dst: p.dst, ifindex: p.ifindex, name: p.name, namelen: p.namelen}
 	req := new(dns.Msg)
 	var hdr dns.Header
 	hdr.Bits = uint16(b[2])<<8 | uint16(b[3])
@@ -80,7 +90,9 @@ func (s *Server) malformedUDP(b []byte, err error) {
 // writer in behaviour: TSIG signing with the request's MAC, and the
 // reply sent from the address the query was sent to.
 type udpWriter struct {
-	conn           *net.UDPConn
+	out            datagramSender
+	name           [sockaddrSize]byte
+	namelen        uint32
 	src            netip.AddrPort
 	dst            netip.Addr
 	ifindex        uint32
@@ -91,7 +103,7 @@ type udpWriter struct {
 	tsigTimersOnly bool
 }
 
-func (w *udpWriter) LocalAddr() net.Addr { return w.conn.LocalAddr() }
+func (w *udpWriter) LocalAddr() net.Addr { return w.out.addr() }
 func (w *udpWriter) RemoteAddr() net.Addr {
 	return net.UDPAddrFromAddrPort(w.src)
 }
@@ -124,8 +136,10 @@ func (w *udpWriter) Write(b []byte) (int, error) {
 		return 0, &net.OpError{Op: "write", Net: "udp", Err: net.ErrClosed}
 	}
 	var oob [64]byte
-	n, _, err := w.conn.WriteMsgUDPAddrPort(b, oob[:pktinfo(oob[:], w.dst, w.ifindex)], w.src)
-	return n, err
+	if err := w.out.sendTo(b, oob[:pktinfo(oob[:], w.dst, w.ifindex)], &w.name, w.namelen); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 func (w *udpWriter) Close() error          { w.closed = true; return nil }
