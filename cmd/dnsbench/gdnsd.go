@@ -175,7 +175,7 @@ func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 func gdnsdScenarios(scens []string) []string {
 	var out []string
 	for _, s := range scens {
-		if s == scStatic || s == scGeo {
+		if s == scStatic || isGeo(s) {
 			out = append(out, s)
 		}
 	}

@@ -11,12 +11,16 @@
 // run to run, the ratio between two servers measured back to back much
 // less.
 //
-// Scenarios (-scenarios, default "static,geo"): "static" queries a static
-// A record, of both the baseline and gslbd; "geo" queries a score service
-// of the same gslbd process with an EDNS Client Subnet that changes with
-// every query, rotating over networks in several regions (dnsperf -B reads
-// pre-built wire-format queries), and is reported as a ratio to gslbd's
-// static figure in the same round; "static-ecs", not run by default, is
+// Scenarios (-scenarios, default "static,geo,geo-wide"): "static" queries
+// a static A record, of both the baseline and gslbd; "geo" queries a
+// score service of the same gslbd process with an EDNS Client Subnet that
+// changes with every query, rotating over 18 networks in several regions
+// (dnsperf -B reads pre-built wire-format queries), and is reported as a
+// ratio to gslbd's static figure in the same round; gslbd computes each
+// network's answer once and replays it from its answer cache after that;
+// "geo-wide" rotates over 10,512 networks, more than the answer cache
+// holds, so that nearly every answer is located and scored anew;
+// "static-ecs", not run by default, is
 // the static record with the same rotating ECS, which splits the geo
 // scenario's extra cost into EDNS handling and locating and scoring.
 //
@@ -35,6 +39,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -124,7 +129,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.config, "config", "configs/bench/geo.yaml", "the configuration gslbd serves; its listen addresses are overridden")
 	fs.StringVar(&o.name, "name", "static.bench.example.", "the name queried (type A) in the static scenarios; a static record in -config")
 	fs.StringVar(&o.geoName, "geo-name", "geo.bench.example.", "the name queried (type A) in the geo scenario; a score service in -config")
-	fs.StringVar(&o.scenarios, "scenarios", "static,geo", "comma-separated scenarios to run: static, geo, static-ecs")
+	fs.StringVar(&o.scenarios, "scenarios", "static,geo,geo-wide", "comma-separated scenarios to run: static, geo, geo-wide, static-ecs")
 	fs.StringVar(&o.answer, "answer", "192.0.2.1", "the address the baseline answers for -name; must match -config")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured dnsperf run")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured dnsperf run before each scenario's first measurement on each server (0: none)")
@@ -214,9 +219,18 @@ const (
 	scStatic    = "static"     // -name A, no EDNS: the baseline and gslbd
 	scGeo       = "geo"        // -geo-name A with a rotating ECS: gslbd's score policy
 	scStaticECS = "static-ecs" // -name A with the same rotating ECS: gslbd
+	scGeoWide   = "geo-wide"   // -geo-name A with ECS from 10,512 networks: past gslbd's answer cache
 )
 
-var allScenarios = []string{scStatic, scGeo, scStaticECS}
+var allScenarios = []string{scStatic, scGeo, scStaticECS, scGeoWide}
+
+// isGeo reports whether a scenario asks the geo name, whose every
+// computed answer locates its client.
+func isGeo(scen string) bool { return scen == scGeo || scen == scGeoWide }
+
+// checkedQueries bounds how many of a scenario's queries are checked
+// before it is measured; the wide scenario's 10,512 are sampled.
+const checkedQueries = 64
 
 func parseScenarios(s string) ([]string, error) {
 	var out []string
@@ -316,6 +330,10 @@ type scenario struct {
 	qname  string
 	file   string // dnsperf -d
 	binary bool   // dnsperf -B: file holds wire-format queries
+	nets   []ecsNetwork
+	// listed: the answers to each network go in the report (not for
+	// geo-wide's thousands)
+	listed bool
 }
 
 // writeScenarios writes every scenario's dnsperf input into dir: the
@@ -325,13 +343,14 @@ type scenario struct {
 func writeScenarios(dir, name, geoName string) (map[string]*scenario, error) {
 	sc := map[string]*scenario{
 		scStatic:    {name: scStatic, qname: name, file: filepath.Join(dir, "static.txt")},
-		scGeo:       {name: scGeo, qname: geoName, file: filepath.Join(dir, "geo.bin"), binary: true},
-		scStaticECS: {name: scStaticECS, qname: name, file: filepath.Join(dir, "static-ecs.bin"), binary: true},
+		scGeo:       {name: scGeo, qname: geoName, file: filepath.Join(dir, "geo.bin"), binary: true, nets: ecsNetworks, listed: true},
+		scStaticECS: {name: scStaticECS, qname: name, file: filepath.Join(dir, "static-ecs.bin"), binary: true, nets: ecsNetworks, listed: true},
+		scGeoWide:   {name: scGeoWide, qname: geoName, file: filepath.Join(dir, "geo-wide.bin"), binary: true, nets: wideNetworks()},
 	}
 	for _, s := range sc {
 		var err error
 		if s.binary {
-			err = writeWireFile(s.file, s.qname, ecsNetworks)
+			err = writeWireFile(s.file, s.qname, s.nets)
 		} else {
 			err = os.WriteFile(s.file, []byte(strings.TrimSuffix(s.qname, ".")+" A\n"), 0o644)
 		}
@@ -390,8 +409,11 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 			Rounds: b.o.rounds, Threads: b.o.threads, Clients: b.o.clients, Outstanding: b.o.outstanding, QPS: b.o.qps,
 		},
 	}
-	if slices.Contains(b.o.scens, scGeo) {
+	if slices.ContainsFunc(b.o.scens, isGeo) {
 		rep.Settings.GeoName = b.o.geoName
+	}
+	if slices.Contains(b.o.scens, scGeoWide) {
+		rep.Settings.WideNetworks = len(b.scen[scGeoWide].nets)
 	}
 	if slices.Contains(b.o.scens, scGeo) || slices.Contains(b.o.scens, scStaticECS) {
 		rep.Settings.ECSNetworks = ecsNetworks
@@ -492,7 +514,7 @@ func (b *bench) measure(ctx context.Context, rep *report, round int, server stri
 			fmt.Fprintf(b.log, "dnsbench: round %d/%d: %s %s on port %d: %s %s\n", round, b.o.rounds, server, name, port, r.Mode, b.o.duration)
 			// gslbd's GeoIP lookups, read outside the CPU window: they say
 			// whether the measured queries were located.
-			g0, gerr0 := p.geoLookups(ctx)
+			g0, gerr0 := p.lookups(ctx)
 			t0, err := p.cpuTicks()
 			if err != nil {
 				return nil, err
@@ -514,10 +536,11 @@ func (b *bench) measure(ctx context.Context, rep *report, round int, server stri
 			}
 			wall := time.Since(w0).Seconds()
 			cb1, ct1, cerr1 := b.serverCoreTicks()
-			if g1, gerr1 := p.geoLookups(ctx); gerr0 == nil && gerr1 == nil && p.metricsURL != "" {
-				r.GeoLookups = &geoLookups{Hit: g1.Hit - g0.Hit, Miss: g1.Miss - g0.Miss}
+			if g1, gerr1 := p.lookups(ctx); gerr0 == nil && gerr1 == nil && p.metricsURL != "" {
+				r.GeoLookups = &geoLookups{Hit: g1.geo.Hit - g0.geo.Hit, Miss: g1.geo.Miss - g0.geo.Miss}
+				r.AnswerCache = &geoLookups{Hit: g1.answers.Hit - g0.answers.Hit, Miss: g1.answers.Miss - g0.answers.Miss}
 			} else if p.metricsURL != "" {
-				fmt.Fprintf(b.log, "dnsbench: round %d: %s %s: reading GeoIP lookups from /metrics: %v %v\n", round, server, name, gerr0, gerr1)
+				fmt.Fprintf(b.log, "dnsbench: round %d: %s %s: reading look-up counters from /metrics: %v %v\n", round, server, name, gerr0, gerr1)
 			}
 			if b.pinned && cerr0 == nil && cerr1 == nil && ct1 > ct0 {
 				other := 100 * (float64(cb1-cb0) - float64(t1-t0)) / float64(ct1-ct0)
@@ -565,8 +588,18 @@ func (b *bench) checkECS(ctx context.Context, port int, sc *scenario) ([]ecsAnsw
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", sc.file, err)
 	}
-	if len(msgs) != len(ecsNetworks) {
-		return nil, fmt.Errorf("%s: %d queries, want %d", sc.file, len(msgs), len(ecsNetworks))
+	if len(msgs) != len(sc.nets) {
+		return nil, fmt.Errorf("%s: %d queries, want %d", sc.file, len(msgs), len(sc.nets))
+	}
+	if len(msgs) > checkedQueries {
+		// Evenly spread, so that every region is among them.
+		step := len(msgs) / checkedQueries
+		var sample [][]byte
+		var nets []ecsNetwork
+		for i := 0; i < len(msgs) && len(sample) < checkedQueries; i += step {
+			sample, nets = append(sample, msgs[i]), append(nets, sc.nets[i])
+		}
+		msgs, sc = sample, &scenario{name: sc.name, qname: sc.qname, file: sc.file, binary: sc.binary, nets: nets, listed: sc.listed}
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	dc := &dns.Client{Net: "udp", Timeout: time.Second}
@@ -585,9 +618,9 @@ func (b *bench) checkECS(ctx context.Context, port int, sc *scenario) ([]ecsAnsw
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s A with ECS %s: %w", sc.qname, ecsNetworks[i].Prefix, err)
+			return nil, fmt.Errorf("%s A with ECS %s: %w", sc.qname, sc.nets[i].Prefix, err)
 		}
-		a := ecsAnswer{Scenario: sc.name, Network: ecsNetworks[i].Prefix, Place: ecsNetworks[i].Place, Answer: []string{}}
+		a := ecsAnswer{Scenario: sc.name, Network: sc.nets[i].Prefix, Place: sc.nets[i].Place, Answer: []string{}}
 		for _, rr := range r.Answer {
 			if rr, ok := rr.(*dns.A); ok {
 				a.Answer = append(a.Answer, rr.A.String())
@@ -612,7 +645,7 @@ func (b *bench) checkECS(ctx context.Context, port int, sc *scenario) ([]ecsAnsw
 		distinct[strings.Join(a.Answer, " ")] = true
 		out = append(out, a)
 	}
-	if sc.name == scGeo && len(distinct) < 2 {
+	if isGeo(sc.name) && len(distinct) < 2 {
 		return nil, fmt.Errorf("%s A: the same answer for clients in every region (%v): -geo-name must be a score service in -config, with a GeoIP database",
 			sc.qname, out[0].Answer)
 	}
@@ -792,27 +825,42 @@ func (p *proc) waitReady(ctx context.Context, readyURL, dnsAddr, name, answer st
 	return fmt.Errorf("%s not ready after %d attempts: %v; output: %s", p.name, readyTimeout/every, last, p.out.String())
 }
 
-// geoLookups reads gslbd's gslb_geoip_cache_lookups_total from /metrics;
-// zero for the baseline, which has none.
-func (p *proc) geoLookups(ctx context.Context) (geoLookups, error) {
+// serverLookups are the look-up counters a run reads from gslbd.
+type serverLookups struct {
+	geo     geoLookups // gslb_geoip_cache_lookups_total
+	answers geoLookups // gslb_dns_answer_cache_lookups_total
+}
+
+// lookups reads gslbd's look-up counters from /metrics; zero for the
+// other servers, which have none.
+func (p *proc) lookups(ctx context.Context) (serverLookups, error) {
 	if p.metricsURL == "" {
-		return geoLookups{}, nil
+		return serverLookups{}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metricsURL, nil)
 	if err != nil {
-		return geoLookups{}, err
+		return serverLookups{}, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return geoLookups{}, err
+		return serverLookups{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return geoLookups{}, fmt.Errorf("%s: %s", p.metricsURL, resp.Status)
+		return serverLookups{}, fmt.Errorf("%s: %s", p.metricsURL, resp.Status)
 	}
-	return parseGeoLookups(io.LimitReader(resp.Body, 16<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return serverLookups{}, err
+	}
+	var l serverLookups
+	if l.geo, err = parseLookups(bytes.NewReader(body), geoLookupsMetric); err != nil {
+		return l, err
+	}
+	l.answers, err = parseLookups(bytes.NewReader(body), answerCacheMetric)
+	return l, err
 }
 
 func getOK(ctx context.Context, hc *http.Client, url string) error {

@@ -261,18 +261,24 @@ func coreTicks(stat []byte, core int) (busy, total uint64, err error) {
 	return 0, 0, fmt.Errorf("/proc/stat: no line for cpu%d", core)
 }
 
-// geoLookups counts gslbd's GeoIP location lookups, by whether the
-// client prefix was cached.
+// geoLookups counts look-ups in one of gslbd's caches, by result: GeoIP
+// locations (by client prefix) or answers (dns.answer_cache_size).
 type geoLookups struct {
 	Hit  int64 `json:"hit"`
 	Miss int64 `json:"miss"`
 }
 
-// parseGeoLookups reads gslb_geoip_cache_lookups_total{result="hit"} and
-// {result="miss"} from a Prometheus text exposition. A series not yet
-// exported counts zero.
-func parseGeoLookups(r io.Reader) (geoLookups, error) {
-	const metric = "gslb_geoip_cache_lookups_total{"
+// The look-up counters dnsbench reads from gslbd, each with a result
+// label of hit or miss.
+const (
+	geoLookupsMetric  = "gslb_geoip_cache_lookups_total"
+	answerCacheMetric = "gslb_dns_answer_cache_lookups_total"
+)
+
+// parseLookups reads metric{result="hit"} and {result="miss"} from a
+// Prometheus text exposition. A series not yet exported counts zero.
+func parseLookups(r io.Reader, metric string) (geoLookups, error) {
+	metric += "{"
 	var g geoLookups
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)

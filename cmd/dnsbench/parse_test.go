@@ -169,15 +169,15 @@ gslb_geoip_cache_lookups_total{result="hit"} 1.234567e+06
 gslb_geoip_cache_lookups_total{result="miss"} 18
 gslb_geoip_database_reloads_total{database="city",result="success"} 1
 `
-	got, err := parseGeoLookups(strings.NewReader(in))
+	got, err := parseLookups(strings.NewReader(in), geoLookupsMetric)
 	if err != nil || got != (geoLookups{Hit: 1234567, Miss: 18}) {
 		t.Errorf("got %+v, %v; want hit 1234567, miss 18", got, err)
 	}
 	// No series yet (nothing located since start): zero, not an error.
-	if got, err := parseGeoLookups(strings.NewReader("gslb_build_info{version=\"dev\"} 1\n")); err != nil || got != (geoLookups{}) {
+	if got, err := parseLookups(strings.NewReader("gslb_build_info{version=\"dev\"} 1\n"), geoLookupsMetric); err != nil || got != (geoLookups{}) {
 		t.Errorf("no series: got %+v, %v", got, err)
 	}
-	if _, err := parseGeoLookups(strings.NewReader(`gslb_geoip_cache_lookups_total{result="hit"} x` + "\n")); err == nil {
+	if _, err := parseLookups(strings.NewReader(`gslb_geoip_cache_lookups_total{result="hit"} x`+"\n"), geoLookupsMetric); err == nil {
 		t.Error("bad value: want an error")
 	}
 }

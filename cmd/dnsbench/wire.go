@@ -150,3 +150,55 @@ func subnetPrefix(e *dns.EDNS0_SUBNET) (netip.Prefix, error) {
 	}
 	return a.Prefix(int(e.SourceNetmask))
 }
+
+// wideParents are the demo database's networks of /20 or more, each
+// holding many /24s; the geo-wide scenario asks from all of them.
+var wideParents = []ecsNetwork{
+	{netip.MustParsePrefix("24.168.0.0/16"), "New York"},
+	{netip.MustParsePrefix("99.224.0.0/16"), "Toronto"},
+	{netip.MustParsePrefix("2.0.0.0/16"), "Paris"},
+	{netip.MustParsePrefix("145.100.0.0/16"), "Amsterdam"},
+	{netip.MustParsePrefix("60.48.0.0/16"), "Kuala Lumpur"},
+	{netip.MustParsePrefix("202.196.224.0/20"), "Tokyo"},
+	{netip.MustParsePrefix("49.32.0.0/16"), "Mumbai"},
+	{netip.MustParsePrefix("1.128.0.0/11"), "Sydney"},
+	{netip.MustParsePrefix("200.160.0.0/16"), "São Paulo"},
+	{netip.MustParsePrefix("196.25.0.0/16"), "Johannesburg"},
+	{netip.MustParsePrefix("64.71.0.0/16"), "San Francisco"},
+}
+
+// wideNetworks are the geo-wide scenario's client subnets: every /24 of
+// wideParents, 10,512 of them, each once. That is more than gslbd's
+// answer cache holds (dns.answer_cache_size, 4096 by default), so nearly
+// every query is located and scored anew, as for a server seeing many
+// client networks. The parents are interleaved in proportion to their
+// size, so every stretch of the file mixes regions.
+func wideNetworks() []ecsNetwork {
+	sizes := make([]int, len(wideParents))
+	total := 0
+	for i, p := range wideParents {
+		sizes[i] = 1 << (24 - p.Prefix.Bits())
+		total += sizes[i]
+	}
+	taken := make([]int, len(wideParents))
+	out := make([]ecsNetwork, 0, total)
+	for range total {
+		// The parent furthest behind its share goes next.
+		best := -1
+		for i := range wideParents {
+			if taken[i] == sizes[i] {
+				continue
+			}
+			if best < 0 || (taken[i]+1)*sizes[best] < (taken[best]+1)*sizes[i] {
+				best = i
+			}
+		}
+		base := wideParents[best].Prefix.Addr().As4()
+		n := binary.BigEndian.Uint32(base[:]) + uint32(taken[best])<<8
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], n)
+		out = append(out, ecsNetwork{netip.PrefixFrom(netip.AddrFrom4(a), 24), wideParents[best].Place})
+		taken[best]++
+	}
+	return out
+}

@@ -195,3 +195,35 @@ func TestSummariseComparisons(t *testing.T) {
 		t.Errorf("gslbd/baseline: %+v", base)
 	}
 }
+
+// TestWideNetworks: every /24 of the wide parents once, more than the
+// default answer cache holds, and regions mixed throughout the file.
+func TestWideNetworks(t *testing.T) {
+	nets := wideNetworks()
+	if len(nets) != 10512 {
+		t.Fatalf("%d networks, want 10512", len(nets))
+	}
+	seen := map[netip.Prefix]bool{}
+	for i, n := range nets {
+		if n.Prefix.Bits() != 24 || seen[n.Prefix] {
+			t.Fatalf("network %d: %v is not a new /24", i, n.Prefix)
+		}
+		seen[n.Prefix] = true
+		in := false
+		for _, p := range wideParents {
+			in = in || (p.Prefix.Contains(n.Prefix.Addr()) && p.Place == n.Place)
+		}
+		if !in {
+			t.Fatalf("network %d: %v (%s) is in none of the parents", i, n.Prefix, n.Place)
+		}
+	}
+	for start := 0; start+200 <= len(nets); start += 2000 {
+		places := map[string]bool{}
+		for _, n := range nets[start : start+200] {
+			places[n.Place] = true
+		}
+		if len(places) < len(wideParents)-1 {
+			t.Errorf("networks %d..%d come from %d places; want nearly all %d", start, start+200, len(places), len(wideParents))
+		}
+	}
+}
