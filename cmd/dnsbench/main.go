@@ -486,7 +486,7 @@ func (b *bench) measure(ctx context.Context, rep *report, round int, server stri
 		if err != nil {
 			return nil, fmt.Errorf("%s scenario: %w", name, err)
 		}
-		if round == 1 {
+		if round == 1 && sc.listed {
 			for i := range answers {
 				answers[i].Server = server
 			}
