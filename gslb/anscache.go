@@ -37,10 +37,19 @@ const (
 // (sticky services, DNSSEC OK and the rest go to the full path every
 // time), and anything past the bounds above. Rate limiting is applied
 // after it, to every answer, replayed or not.
+//
+// An answer is kept only when its query misses twice in a row at the same
+// slot: a one-off query (a client network seen once, a random name) costs
+// a look-up in two small arrays and no copy into the large table, whose
+// entries are rarely in the processor's caches.
 type answerCache struct {
 	seed    maphash.Seed
 	entries []cachedAnswer
-	mask    uint64
+	// tags holds each slot's entry's hash, and seen the hash of the last
+	// query that missed there: 8 bytes a slot, so a miss reads no entry.
+	tags []uint64
+	seen []uint64
+	mask uint64
 	// epoch tags entries; a new snapshot or networks file bumps it, and
 	// every older entry stops matching.
 	epoch  uint64
@@ -78,9 +87,9 @@ func (c *answerCache) sync(s *Snapshot) {
 		return
 	}
 	if size := cacheSlots(s.answerCacheSize); size != len(c.entries) {
-		c.entries = nil
+		c.entries, c.tags, c.seen = nil, nil, nil
 		if size > 0 {
-			c.entries = make([]cachedAnswer, size)
+			c.entries, c.tags, c.seen = make([]cachedAnswer, size), make([]uint64, size), make([]uint64, size)
 		}
 		c.mask = uint64(size) - 1
 	}
@@ -107,8 +116,10 @@ func (c *answerCache) answer(s *Snapshot, pkt []byte, src netip.Addr, out []byte
 	key := pkt[2:]
 	addr := src.As16()
 	h := maphash.Bytes(c.seed, key) ^ mix(binary.LittleEndian.Uint64(addr[:8])^bits.RotateLeft64(binary.LittleEndian.Uint64(addr[8:]), 32))
-	e := &c.entries[mix(h)&c.mask]
-	if e.epoch == c.epoch && e.hash == h && e.src == addr && int(e.qlen) == len(key) &&
+	h |= 1 // never 0, an empty slot's tag
+	slot := mix(h) & c.mask
+	e := &c.entries[slot]
+	if c.tags[slot] == h && e.epoch == c.epoch && e.hash == h && e.src == addr && int(e.qlen) == len(key) &&
 		int(e.rlen) <= len(out) && bytes.Equal(e.query[:e.qlen], key) {
 		c.hits++
 		n := copy(out, e.reply[:e.rlen])
@@ -122,6 +133,11 @@ func (c *answerCache) answer(s *Snapshot, pkt []byte, src netip.Addr, out []byte
 	if !ok || res.cookie || n > cacheReplyMax || len(res.name) > len(e.name) {
 		return n, res, ok
 	}
+	if c.seen[slot] != h {
+		c.seen[slot] = h
+		return n, res, ok
+	}
+	c.tags[slot] = h
 	e.epoch, e.hash, e.src = c.epoch, h, addr
 	e.qlen = uint16(copy(e.query[:], key))
 	e.rlen = uint16(copy(e.reply[:], out[:n]))
