@@ -483,6 +483,11 @@ func (l *Listeners) Serve() error {
 	}
 }
 
+// FastReaders is how many UDP sockets are read by the fast path's
+// readers, each a goroutine that spends its waits in a blocking system
+// call on a thread of its own.
+func (l *Listeners) FastReaders() int { return len(l.udp) }
+
 // Addrs lists the bound addresses, UDP then TCP for each configured one;
 // with port 0 in the config they carry the ports the kernel chose.
 func (l *Listeners) Addrs() []net.Addr {

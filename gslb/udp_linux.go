@@ -47,18 +47,27 @@ type mmsghdr struct {
 // thread, takes datagrams in batches with recvmmsg, answers those the
 // fast path takes into preallocated buffers and sends them with one
 // sendmmsg; the rest are copied to the fallback workers, which run the
-// full path. When the socket is empty the reader waits in poll(2), in the
-// kernel, as gdnsd's blocking reads do: Go's poller would add a scheduler
-// round trip (epoll, park, wake) to every drained batch, measured at a
-// sixth of the server's CPU.
+// full path. When the socket is empty the reader waits in the kernel, in
+// a blocking recvmmsg with MSG_WAITFORONE, as gdnsd does: Go's poller
+// would add a scheduler round trip (epoll, park, wake) to every drained
+// batch, measured at a sixth of the server's CPU, and a non-blocking
+// read followed by poll(2) costs two system calls more per wake-up, most
+// of the cost of a query at a modest rate. SO_RCVTIMEO bounds the wait,
+// so the reader sees a stop within pollTimeout.
+//
+// The socket is shared across a hand-over, and whether it blocks is the
+// socket's, not the descriptor's: a successor making it non-blocking
+// again (Go's net does) turns the reader's waits into immediate EAGAINs,
+// which it then waits out in poll(2); every other use here passes
+// MSG_DONTWAIT and never blocks whatever the mode.
 //
 // The socket is kept out of Go's poller altogether, on a descriptor of
 // its own: a socket in an epoll set has a waiter, and the kernel then
 // wakes the epoll instance each time a sent datagram frees its buffer
-// space, measured at 2–3% of the server's CPU. The descriptor stays
-// non-blocking; the fallback workers send with sendmsg and wait in
-// poll(2) if the send buffer is full. A stop is a flag the reader sees
-// within pollTimeout, and never touches a socket a successor may share.
+// space, measured at 2–3% of the server's CPU. The fallback workers send
+// with sendmsg and wait in poll(2) if the send buffer is full. A stop is
+// a flag the reader sees within pollTimeout, and never touches a socket
+// a successor may share.
 type udpServer struct {
 	srv      *Server
 	local    *net.UDPAddr
@@ -91,7 +100,14 @@ func newUDPServer(s *Server, conn *net.UDPConn) (*udpServer, error) {
 	sockfd := -1
 	if err := rc.Control(func(fd uintptr) {
 		sockfd, serr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-		if serr != nil || !local.IsUnspecified() {
+		if serr != nil {
+			return
+		}
+		tv := unix.NsecToTimeval(int64(pollTimeout))
+		if serr = unix.SetsockoptTimeval(int(fd), unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); serr != nil {
+			return
+		}
+		if !local.IsUnspecified() {
 			// Bound to one address, the socket replies from it: the
 			// control messages would cost the kernel a parse on every
 			// send and a write on every receive for nothing.
@@ -114,8 +130,12 @@ func newUDPServer(s *Server, conn *net.UDPConn) (*udpServer, error) {
 		return nil, serr
 	}
 	// Closing Go's descriptor deletes it from the epoll set; the socket
-	// stays open on the duplicate.
+	// stays open on the duplicate, which the reader blocks on.
 	if err := conn.Close(); err != nil {
+		unix.Close(sockfd)
+		return nil, err
+	}
+	if err := unix.SetNonblock(sockfd, false); err != nil {
 		unix.Close(sockfd)
 		return nil, err
 	}
@@ -296,9 +316,15 @@ func newUDPReader(u *udpServer) *udpReader {
 
 func (r *udpReader) run() error {
 	for !r.u.stopping.Load() {
+		start := time.Now()
 		if !r.recv(uintptr(r.u.fd)) {
-			if err := r.wait(unix.POLLIN); err != nil {
-				return err
+			// A wait cut short by SO_RCVTIMEO is the stop check's turn;
+			// an EAGAIN straight away means the socket is non-blocking
+			// (a successor's doing), and poll(2) does the waiting.
+			if time.Since(start) < pollTimeout/2 {
+				if err := r.wait(unix.POLLIN); err != nil {
+					return err
+				}
 			}
 			continue
 		}
@@ -324,12 +350,10 @@ func (r *udpReader) wait(events int16) error {
 	return nil
 }
 
-// recv is one recvmmsg on the non-blocking socket; false when nothing is
-// queued. It and send are raw system calls: they never block, and a batch
-// can take longer than the 20 µs after which the runtime would otherwise
-// hand this thread's P to another thread, an exchange of two context
-// switches, a futex wake and an epoll wait that was measured at most of
-// the process's context switches.
+// recv is one recvmmsg, waiting for the first datagram up to
+// SO_RCVTIMEO and taking whatever else is queued; false when nothing
+// came. It tells the runtime it may block, so the scheduler slot passes
+// to the other goroutines while it waits.
 func (r *udpReader) recv(fd uintptr) bool {
 	for i := range r.rhdr {
 		r.rhdr[i].hdr.Namelen = unix.SizeofSockaddrInet6
@@ -338,7 +362,7 @@ func (r *udpReader) recv(fd uintptr) bool {
 		r.riov[i].SetLen(len(r.in[i]))
 	}
 	for {
-		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.rhdr[0])), udpBatch, 0, 0, 0)
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.rhdr[0])), udpBatch, unix.MSG_WAITFORONE, 0, 0)
 		switch errno {
 		case unix.EINTR:
 			continue
@@ -356,9 +380,13 @@ func (r *udpReader) recv(fd uintptr) bool {
 // send is sendmmsg of the queued replies from r.sent on; false when the
 // socket's send buffer is full. A reply the kernel refuses (an
 // unroutable client) is skipped, as a failed write is on the full path.
+// It is a raw system call that never blocks (MSG_DONTWAIT): a batch can
+// take longer than the 20 µs after which the runtime would otherwise
+// hand this thread's P to another thread, an exchange of two context
+// switches, a futex wake and an epoll wait.
 func (r *udpReader) send(fd uintptr) bool {
 	for r.sent < r.ns {
-		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&r.shdr[r.sent])), uintptr(r.ns-r.sent), 0, 0, 0)
+		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&r.shdr[r.sent])), uintptr(r.ns-r.sent), unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:
 			for k := r.sent; k < r.sent+int(n); k++ {
