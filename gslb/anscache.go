@@ -33,9 +33,10 @@ const (
 // needs no lock, and it is direct-mapped: a collision evicts.
 //
 // What it never holds: queries carrying a COOKIE option (the reply's
-// server cookie depends on the time), answers the fast path declines
-// (sticky services, DNSSEC OK and the rest go to the full path every
-// time), and anything past the bounds above. Rate limiting is applied
+// server cookie depends on the time), answers that depended on a session
+// (sessions move without a new snapshot), answers the fast path declines
+// (DNSSEC OK and the rest go to the full path every time), and anything
+// past the bounds above. Rate limiting is applied
 // after it, to every answer, replayed or not.
 //
 // An answer is kept only when its query misses twice in a row at the same
@@ -130,7 +131,7 @@ func (c *answerCache) answer(s *Snapshot, pkt []byte, src netip.Addr, out []byte
 	}
 	c.misses++
 	n, res, ok := s.fastAnswerCookie(pkt, src, out, sc, jar)
-	if !ok || res.cookie || n > cacheReplyMax || len(res.name) > len(e.name) {
+	if !ok || res.cookie || res.volatile || n > cacheReplyMax || len(res.name) > len(e.name) {
 		return n, res, ok
 	}
 	if c.seen[slot] != h {

@@ -72,6 +72,9 @@ type fastResult struct {
 	// cookieValid: it carried a valid server cookie (answered only when
 	// cookies are on), which exempts it from rate limiting
 	cookieValid bool
+	// volatile: the answer depended on state outside the snapshot (a
+	// session), so the answer cache must not keep it
+	volatile bool
 }
 
 // fastAnswer writes the response to the query in pkt from a client at
@@ -128,7 +131,7 @@ func (s *Snapshot) fastAnswerCookie(pkt []byte, src netip.Addr, out []byte, sc *
 	}
 	res.zone = z.origin
 	w.flag(1 << 10) // AA
-	cq := request{client: src, snap: s}
+	cq := request{client: src, snap: s, cacheOnly: true}
 	if q.ecsUsable {
 		cq.client = q.ecsAddr
 	}
@@ -138,7 +141,7 @@ func (s *Snapshot) fastAnswerCookie(pkt []byte, src netip.Addr, out []byte, sc *
 	if !ok {
 		return 0, res, false
 	}
-	res.answered = cq.answered
+	res.answered, res.volatile = cq.answered, cq.usedSession
 	w.rcode(rcode)
 	if q.opt {
 		if !q.ecsUsable {
@@ -502,12 +505,18 @@ func (s *Snapshot) fastService(z *zone, w *fastWriter, sc *fastScratch, svc *ser
 		return 0, w.soa(sc, z, ttl)
 	}
 	if svc.sticky && s.affinity != nil {
-		// A session look-up may wait on the store: the full path, off the
-		// reader, takes it.
-		return 0, false
+		// A session look-up that misses this instance's cache may wait on
+		// the store: pick declines it (cq.declined) and the full path,
+		// off the reader, takes it.
+		if _, can := s.affinity.(affinityCached); !can {
+			return 0, false
+		}
 	}
 	var buf [16]int
 	picked, scope := s.pick(svc, cq, buf[:0])
+	if cq.declined {
+		return 0, false
+	}
 	if len(picked) > 0 {
 		cq.answered = answered{service: svc.name, datacenter: s.datacenters[picked[0]].ID}
 	}

@@ -242,8 +242,10 @@ func sameResponse(full, fast []byte) error {
 }
 
 // fastSnapshots are the snapshots the differential test answers from:
-// the protocol zone, the policies over the demo GeoIP database, and the
-// latter with datacenters down, full and in slow start.
+// the protocol zone, the policies over the demo GeoIP database, the
+// latter with datacenters down, full and in slow start, and with every
+// service sticky (the full path places clients, the fast path then
+// answers from the cached sessions).
 func fastSnapshots(tb testing.TB) map[string]*Snapshot {
 	p := policySnapshot(tb)
 	nan := func() float64 { return math.NaN() }
@@ -252,7 +254,8 @@ func fastSnapshots(tb testing.TB) map[string]*Snapshot {
 		"eu-central": {Up: true, Load: 1e9, LatencyMS: nan(), Ramp: 1},
 		"us-west":    {Up: true, Load: nan(), LatencyMS: 80, Ramp: 0.4, Unsettled: true},
 	}
-	return map[string]*Snapshot{"zone": testSnapshot(tb), "policies": p, "policies-degraded": p.WithHealth(states)}
+	sticky, _ := stickySnapshot(tb)
+	return map[string]*Snapshot{"zone": testSnapshot(tb), "policies": p, "policies-degraded": p.WithHealth(states), "sticky": sticky}
 }
 
 // TestFastPathDifferential holds the fast path to the full one: for

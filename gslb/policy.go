@@ -57,6 +57,12 @@ type request struct {
 	ignoreDown, ignoreFull bool
 	// answered is the service and first datacenter the query got.
 	answered answered
+	// cacheOnly: the UDP fast path asks, which must not wait, so a
+	// session comes from the local cache or not at all; declined says it
+	// was not there and the full path must answer. usedSession: the
+	// answer depended on a session, which no snapshot swap announces, so
+	// it must not be replayed from the answer cache.
+	cacheOnly, declined, usedSession bool
 }
 
 func (q *request) location() *geo.Location {

@@ -20,6 +20,13 @@ type affinityPeeker interface {
 	Peek(service string, client netip.Prefix) (dc, displacedFrom string, found, ok bool)
 }
 
+// affinityCached is an Affinity that can answer from its local cache
+// without ever waiting; hit is false when only the store could answer.
+// The UDP fast path uses it and hands a miss to the full path.
+type affinityCached interface {
+	StickyCached(service string, client netip.Prefix) (dc, displacedFrom string, hit bool)
+}
+
 // SetAffinity gives the snapshot its session store; failbackReturn sends
 // displaced clients home when their datacenter recovers; bits4 and bits6
 // are the client prefix lengths sessions are keyed on (0: /24 and /56).
@@ -64,6 +71,19 @@ func (s *Snapshot) applySticky(svc *service, q *request, dst []int, start, scope
 			q.trace.Session = "no session yet: a query would pin the client to " + dcID + " (explain stores nothing)"
 			return dst, max(scope, key.Bits())
 		}
+	} else if q.cacheOnly {
+		// The fast path: a pin only from this instance's cache; anything
+		// else is the full path's, which may wait on the store.
+		q.usedSession = true
+		c, can := s.affinity.(affinityCached)
+		if !can {
+			q.declined = true
+			return dst, scope
+		}
+		if dcID, from, ok = c.StickyCached(svc.name, key); !ok {
+			q.declined = true
+			return dst, scope
+		}
 	} else {
 		dcID, from, ok = s.affinity.Sticky(svc.name, key, s.datacenters[proposal].ID)
 	}
@@ -75,17 +95,22 @@ func (s *Snapshot) applySticky(svc *service, q *request, dst []int, start, scope
 	}
 	pinned, known := s.serviceDC(svc, dcID)
 	home, homeKnown := s.serviceDC(svc, from)
-	why := ""
+	// The reason is spelled out for explain only: building the string
+	// on every query would allocate on the fast path.
+	var why func() string
 	switch {
 	case from != "" && homeKnown && s.failbackReturn && q.usable(&s.datacenters[home]):
-		pinned, why = home, "returned home to "+from+", which recovered"
+		pinned = home
+		why = func() string { return "returned home to " + from + ", which recovered" }
 		if !readOnly {
 			s.affinity.Repin(svc.name, key, from, "")
 		}
 	case known && q.usable(&s.datacenters[pinned]):
-		why = "pinned to " + dcID
-		if dcID == s.datacenters[proposal].ID {
-			why += " (the policy's choice, at placement or still)"
+		why = func() string {
+			if dcID == s.datacenters[proposal].ID {
+				return "pinned to " + dcID + " (the policy's choice, at placement or still)"
+			}
+			return "pinned to " + dcID
 		}
 	default:
 		// The pinned datacenter cannot take the client: move it to the
@@ -97,17 +122,20 @@ func (s *Snapshot) applySticky(svc *service, q *request, dst []int, start, scope
 		if !known {
 			orig = ""
 		}
-		pinned, why = proposal, "moved from "+dcID+", which cannot take it, to "+s.datacenters[proposal].ID
+		pinned = proposal
+		why = func() string {
+			return "moved from " + dcID + ", which cannot take it, to " + s.datacenters[proposal].ID
+		}
 		if !readOnly {
 			s.affinity.Repin(svc.name, key, s.datacenters[proposal].ID, orig)
 		}
 	}
 	if q.trace != nil {
-		q.trace.Session = why
+		q.trace.Session = why()
 		if pinned != proposal {
 			// The session overrode the policy: say so where the reason and
 			// the chosen mark are read, not only in the session line.
-			q.trace.Reason = "the client's session: " + why + "; the policy alone picks " + s.datacenters[proposal].ID
+			q.trace.Reason = "the client's session: " + q.trace.Session + "; the policy alone picks " + s.datacenters[proposal].ID
 			for i := range q.trace.Candidates {
 				switch c := &q.trace.Candidates[i]; c.Datacenter {
 				case s.datacenters[pinned].ID:

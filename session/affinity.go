@@ -128,14 +128,8 @@ func New(o Options) *Affinity {
 func (a *Affinity) Sticky(service string, client netip.Prefix, proposal string) (dc, displacedFrom string, ok bool) {
 	key := Key{Service: service, Client: client}
 	now := a.o.Now()
-	if e, found := a.cache.get(key); found && a.fresh(&e.s, now) {
-		a.metrics.hit.Inc()
-		if now.Sub(e.written) >= a.o.TouchInterval {
-			e.s.LastAccessed, e.written = now, now
-			a.cache.put(key, e)
-			a.enqueue(e.s)
-		}
-		return e.s.Datacenter, e.s.DisplacedFrom, true
+	if dc, from, hit := a.cachedSticky(key, now); hit {
+		return dc, from, true
 	}
 	if !a.breaker.allow(now) {
 		a.metrics.skipped.Inc()
@@ -222,6 +216,30 @@ type lookupResult struct {
 	s       Session
 	created bool
 	err     error
+}
+
+// StickyCached is Sticky answered from this instance's cache alone: it
+// never waits, and hit is false when the session is not cached here (or
+// has lapsed), when Sticky would ask the store. The UDP fast path uses
+// it, and hands a miss to the full path, which may wait.
+func (a *Affinity) StickyCached(service string, client netip.Prefix) (dc, displacedFrom string, hit bool) {
+	return a.cachedSticky(Key{Service: service, Client: client}, a.o.Now())
+}
+
+// cachedSticky is Sticky's cache hit: the pin as cached, its
+// LastAccessed refreshed in the store at most every TouchInterval.
+func (a *Affinity) cachedSticky(key Key, now time.Time) (dc, displacedFrom string, hit bool) {
+	e, found := a.cache.get(key)
+	if !found || !a.fresh(&e.s, now) {
+		return "", "", false
+	}
+	a.metrics.hit.Inc()
+	if now.Sub(e.written) >= a.o.TouchInterval {
+		e.s.LastAccessed, e.written = now, now
+		a.cache.put(key, e)
+		a.enqueue(e.s)
+	}
+	return e.s.Datacenter, e.s.DisplacedFrom, true
 }
 
 func (a *Affinity) fresh(s *Session, now time.Time) bool {

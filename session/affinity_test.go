@@ -248,3 +248,35 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestStickyCachedNeverAsksTheStore: the fast path's look-up answers
+// from the cache or not at all, whatever the store is doing.
+func TestStickyCachedNeverAsksTheStore(t *testing.T) {
+	st := &slowStore{Store: NewMemoryStore()}
+	a, _ := newAffinity(t, st)
+	if _, _, hit := a.StickyCached("s.", client); hit {
+		t.Fatal("a session never created was a cache hit")
+	}
+	if n := st.calls.Load(); n != 0 {
+		t.Fatalf("a cache-only look-up asked the store %d times", n)
+	}
+	if dc, _, ok := a.Sticky("s.", client, "dc-a"); !ok || dc != "dc-a" {
+		t.Fatalf("placement: %s %v", dc, ok)
+	}
+	// The store stalls; the cached pin is still answered at once.
+	st.delay.Store(int64(time.Hour))
+	calls := st.calls.Load()
+	if dc, _, hit := a.StickyCached("s.", client); !hit || dc != "dc-a" {
+		t.Fatalf("cached pin: %s %v, want dc-a", dc, hit)
+	}
+	if n := st.calls.Load(); n != calls {
+		t.Fatalf("a cached look-up asked the stalled store %d times", n-calls)
+	}
+	a.Repin("s.", client, "dc-b", "dc-a")
+	if dc, from, hit := a.StickyCached("s.", client); !hit || dc != "dc-b" || from != "dc-a" {
+		t.Fatalf("after a repin: %s from %s (%v), want dc-b from dc-a", dc, from, hit)
+	}
+	if _, _, hit := a.StickyCached("s.", netip.MustParsePrefix("81.2.70.0/24")); hit {
+		t.Fatal("another client's look-up hit")
+	}
+}
