@@ -46,10 +46,10 @@ const (
 type answerCache struct {
 	seed    maphash.Seed
 	entries []cachedAnswer
-	// tags holds each slot's entry's hash, and seen the hash of the last
-	// query that missed there: 8 bytes a slot, so a miss reads no entry.
-	tags []uint64
-	seen []uint64
+	// tags holds each slot's entry's hash and the hash of the last query
+	// that missed there, side by side: a miss reads one small line and
+	// no entry.
+	tags []slotTags
 	mask uint64
 	// epoch tags entries; a new snapshot or networks file bumps it, and
 	// every older entry stops matching.
@@ -59,6 +59,8 @@ type answerCache struct {
 	hits   uint64 // since the last flush to the metrics
 	misses uint64
 }
+
+type slotTags struct{ entry, seen uint64 }
 
 // cachedAnswer is one remembered answer. The fields holding pointers
 // come first so that the collector scans only the head of each entry.
@@ -88,9 +90,9 @@ func (c *answerCache) sync(s *Snapshot) {
 		return
 	}
 	if size := cacheSlots(s.answerCacheSize); size != len(c.entries) {
-		c.entries, c.tags, c.seen = nil, nil, nil
+		c.entries, c.tags = nil, nil
 		if size > 0 {
-			c.entries, c.tags, c.seen = make([]cachedAnswer, size), make([]uint64, size), make([]uint64, size)
+			c.entries, c.tags = make([]cachedAnswer, size), make([]slotTags, size)
 		}
 		c.mask = uint64(size) - 1
 	}
@@ -119,8 +121,8 @@ func (c *answerCache) answer(s *Snapshot, pkt []byte, src netip.Addr, out []byte
 	h := maphash.Bytes(c.seed, key) ^ mix(binary.LittleEndian.Uint64(addr[:8])^bits.RotateLeft64(binary.LittleEndian.Uint64(addr[8:]), 32))
 	h |= 1 // never 0, an empty slot's tag
 	slot := mix(h) & c.mask
-	e := &c.entries[slot]
-	if c.tags[slot] == h && e.epoch == c.epoch && e.hash == h && e.src == addr && int(e.qlen) == len(key) &&
+	e, tags := &c.entries[slot], &c.tags[slot]
+	if tags.entry == h && e.epoch == c.epoch && e.hash == h && e.src == addr && int(e.qlen) == len(key) &&
 		int(e.rlen) <= len(out) && bytes.Equal(e.query[:e.qlen], key) {
 		c.hits++
 		n := copy(out, e.reply[:e.rlen])
@@ -134,11 +136,11 @@ func (c *answerCache) answer(s *Snapshot, pkt []byte, src netip.Addr, out []byte
 	if !ok || res.cookie || res.volatile || n > cacheReplyMax || len(res.name) > len(e.name) {
 		return n, res, ok
 	}
-	if c.seen[slot] != h {
-		c.seen[slot] = h
+	if tags.seen != h {
+		tags.seen = h
 		return n, res, ok
 	}
-	c.tags[slot] = h
+	tags.entry = h
 	e.epoch, e.hash, e.src = c.epoch, h, addr
 	e.qlen = uint16(copy(e.query[:], key))
 	e.rlen = uint16(copy(e.reply[:], out[:n]))

@@ -253,3 +253,30 @@ func BenchmarkLocate(b *testing.B) {
 		}
 	})
 }
+
+// TestCacheKey: every client prefix has a key of its own, the two
+// families never share one, and prefixes Locate never makes are not
+// cached at all.
+func TestCacheKey(t *testing.T) {
+	seen := map[uint64]netip.Prefix{}
+	for _, a := range []string{"1.2.3.4", "1.2.4.4", "2.2.3.4", "255.255.255.255", "0.0.0.0",
+		"2001:db8::1", "2001:db8:0:100::1", "2001:db9::1", "::1", "::ffff:1.2.3.4", "8000::1", "ffff:ffff:ffff:ff00::"} {
+		p := KeyPrefix(netip.MustParseAddr(a))
+		k, ok := cacheKey(p)
+		if !ok {
+			t.Fatalf("%s: KeyPrefix %v has no cache key", a, p)
+		}
+		if prev, dup := seen[k]; dup && prev != p {
+			t.Fatalf("%v and %v share the cache key %#x", prev, p, k)
+		}
+		seen[k] = p
+	}
+	if _, ok := cacheKey(netip.MustParsePrefix("1.2.0.0/16")); ok {
+		t.Error("a /16 got a cache key; only KeyPrefix's /24 and /56 may")
+	}
+	c := newCache(100)
+	c.put(netip.MustParsePrefix("1.2.0.0/16"), Location{City: "x"})
+	if c.len() != 0 {
+		t.Error("a prefix without a key was cached")
+	}
+}
