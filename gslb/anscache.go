@@ -30,7 +30,9 @@ const (
 // the client's location and prefix follow from its address, and health,
 // load and configuration are in the snapshot. Replaying it skips
 // parsing, locating and scoring. It is used by one goroutine only, so it
-// needs no lock, and it is direct-mapped: a collision evicts.
+// needs no lock, and it is two-way set-associative: two queries that
+// hash to the same set both stay, a third evicts the one used less
+// recently.
 //
 // What it never holds: queries carrying a COOKIE option (the reply's
 // server cookie depends on the time), answers that depended on a session
@@ -39,18 +41,19 @@ const (
 // past the bounds above. Rate limiting is applied
 // after it, to every answer, replayed or not.
 //
-// An answer is kept only when its query misses twice in a row at the same
-// slot: a one-off query (a client network seen once, a random name) costs
-// a look-up in two small arrays and no copy into the large table, whose
-// entries are rarely in the processor's caches.
+// An answer is kept only when its query misses twice with at most one
+// other miss in its set between: a one-off query (a client network
+// seen once, a random name) costs a look-up in a small array and no copy
+// into the large table, whose entries are rarely in the processor's
+// caches.
 type answerCache struct {
 	seed    maphash.Seed
-	entries []cachedAnswer
-	// tags holds each slot's entry's hash and the hash of the last query
-	// that missed there, side by side: a miss reads one small line and
-	// no entry.
-	tags []slotTags
-	mask uint64
+	entries []cachedAnswer // two per set
+	// sets holds each set's entry hashes and the hashes of the last
+	// queries that missed there, in one cache line: a miss reads no
+	// entry.
+	sets []cacheSet
+	mask uint64 // sets - 1
 	// epoch tags entries; a new snapshot or networks file bumps it, and
 	// every older entry stops matching.
 	epoch  uint64
@@ -60,7 +63,12 @@ type answerCache struct {
 	misses uint64
 }
 
-type slotTags struct{ entry, seen uint64 }
+type cacheSet struct {
+	entry [2]uint64
+	seen  [2]uint64 // the last two queries that missed, in turn
+	next  uint8     // the seen slot the next miss takes
+	mru   uint8     // the way hit or filled last
+}
 
 // cachedAnswer is one remembered answer. The fields holding pointers
 // come first so that the collector scans only the head of each entry.
@@ -90,22 +98,23 @@ func (c *answerCache) sync(s *Snapshot) {
 		return
 	}
 	if size := cacheSlots(s.answerCacheSize); size != len(c.entries) {
-		c.entries, c.tags = nil, nil
+		c.entries, c.sets = nil, nil
 		if size > 0 {
-			c.entries, c.tags = make([]cachedAnswer, size), make([]slotTags, size)
+			c.entries, c.sets = make([]cachedAnswer, size), make([]cacheSet, size/2)
 		}
-		c.mask = uint64(size) - 1
+		c.mask = uint64(size/2) - 1
 	}
 	c.snap, c.files = s, files
 	c.epoch++
 }
 
-// cacheSlots rounds a configured size up to a power of two.
+// cacheSlots rounds a configured size up to a power of two, two at
+// least (one set).
 func cacheSlots(n int) int {
 	if n <= 0 {
 		return 0
 	}
-	return 1 << bits.Len(uint(n-1))
+	return max(2, 1<<bits.Len(uint(n-1)))
 }
 
 // answer writes the answer to pkt from src into out, from the cache when
@@ -119,28 +128,45 @@ func (c *answerCache) answer(s *Snapshot, pkt []byte, src netip.Addr, out []byte
 	key := pkt[2:]
 	addr := src.As16()
 	h := maphash.Bytes(c.seed, key) ^ mix(binary.LittleEndian.Uint64(addr[:8])^bits.RotateLeft64(binary.LittleEndian.Uint64(addr[8:]), 32))
-	h |= 1 // never 0, an empty slot's tag
-	slot := mix(h) & c.mask
-	e, tags := &c.entries[slot], &c.tags[slot]
-	if tags.entry == h && e.epoch == c.epoch && e.hash == h && e.src == addr && int(e.qlen) == len(key) &&
-		int(e.rlen) <= len(out) && bytes.Equal(e.query[:e.qlen], key) {
-		c.hits++
-		n := copy(out, e.reply[:e.rlen])
-		out[0], out[1] = pkt[0], pkt[1]
-		res := e.res
-		res.name = e.name[:e.nameLen]
-		return n, res, true
+	h |= 1 // never 0, an empty way's tag
+	set := mix(h) & c.mask
+	tags := &c.sets[set]
+	for way := range tags.entry {
+		if tags.entry[way] != h {
+			continue
+		}
+		e := &c.entries[2*set+uint64(way)]
+		if e.epoch == c.epoch && e.hash == h && e.src == addr && int(e.qlen) == len(key) &&
+			int(e.rlen) <= len(out) && bytes.Equal(e.query[:e.qlen], key) {
+			c.hits++
+			tags.mru = uint8(way)
+			n := copy(out, e.reply[:e.rlen])
+			out[0], out[1] = pkt[0], pkt[1]
+			res := e.res
+			res.name = e.name[:e.nameLen]
+			return n, res, true
+		}
 	}
 	c.misses++
 	n, res, ok := s.fastAnswerCookie(pkt, src, out, sc, jar)
-	if !ok || res.cookie || res.volatile || n > cacheReplyMax || len(res.name) > len(e.name) {
+	if !ok || res.cookie || res.volatile || n > cacheReplyMax || len(res.name) > maxNameWire+2 {
 		return n, res, ok
 	}
-	if tags.seen != h {
-		tags.seen = h
+	if tags.seen[0] != h && tags.seen[1] != h {
+		tags.seen[tags.next] = h
+		tags.next ^= 1
 		return n, res, ok
 	}
-	tags.entry = h
+	// The way that holds this query's stale copy, else the one not used
+	// last.
+	way := 1 - tags.mru
+	if tags.entry[0] == h {
+		way = 0
+	} else if tags.entry[1] == h {
+		way = 1
+	}
+	tags.entry[way], tags.mru = h, way
+	e := &c.entries[2*set+uint64(way)]
 	e.epoch, e.hash, e.src = c.epoch, h, addr
 	e.qlen = uint16(copy(e.query[:], key))
 	e.rlen = uint16(copy(e.reply[:], out[:n]))

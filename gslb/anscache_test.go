@@ -211,3 +211,48 @@ func BenchmarkAnswerCache(b *testing.B) {
 		}
 	})
 }
+
+// TestAnswerCacheCollisions: queries that share a set, asked in turn,
+// are all kept (two ways, two remembered misses per set), and a third
+// takes the way used less recently.
+func TestAnswerCacheCollisions(t *testing.T) {
+	s := fastSnapshots(t)["policies"]
+	one := *s
+	one.answerCacheSize = 2 // a single set: every query collides
+	c := newAnswerCache()
+	c.sync(&one)
+	var pkts [3][]byte
+	for i, a := range []net.IP{net.IPv4(89, 160, 20, 0), net.IPv4(216, 160, 83, 0), net.IPv4(175, 16, 199, 0)} {
+		ecs := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: a}
+		pkts[i] = packed(t, query("score.p.test.", dns.TypeA, withEDNS(1232, false, ecs)))
+	}
+	src := netip.MustParseAddr("198.51.100.53")
+	for range 2 { // A B A B: both kept at their second miss
+		cacheAnswer(t, c, &one, pkts[0], src, nil)
+		cacheAnswer(t, c, &one, pkts[1], src, nil)
+	}
+	if c.hits != 0 || c.misses != 4 {
+		t.Fatalf("keeping two: %d hits, %d misses; want 0, 4", c.hits, c.misses)
+	}
+	for range 3 {
+		for _, p := range pkts[:2] {
+			got, _ := cacheAnswer(t, c, &one, p, src, nil)
+			if want := fastWire(t, &one, p, src); !bytes.Equal(got, want) {
+				t.Fatalf("replayed %x, computed %x", got, want)
+			}
+		}
+	}
+	if c.hits != 6 {
+		t.Fatalf("two colliding queries in turn: %d hits of 6", c.hits)
+	}
+	// B was used last: a third query, kept, evicts A.
+	cacheAnswer(t, c, &one, pkts[2], src, nil)
+	cacheAnswer(t, c, &one, pkts[2], src, nil)
+	hits := c.hits
+	cacheAnswer(t, c, &one, pkts[1], src, nil)
+	cacheAnswer(t, c, &one, pkts[2], src, nil)
+	cacheAnswer(t, c, &one, pkts[0], src, nil)
+	if c.hits-hits != 2 {
+		t.Fatalf("after the third query was kept: %d hits of B, C, A; want B and C", c.hits-hits)
+	}
+}
