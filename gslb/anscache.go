@@ -11,7 +11,8 @@ import (
 
 // targetFileEpoch counts the networks_file tables swapped in. A table
 // changes what a service answers without a new snapshot, so the answer
-// caches start over when it moves.
+// caches start over when it moves; so they do when a GeoIP database is
+// reloaded (geo.Locator.Version), which needs no new snapshot either.
 var targetFileEpoch atomic.Uint64
 
 // Bounds on what the answer cache keeps: a query longer than
@@ -59,6 +60,7 @@ type answerCache struct {
 	epoch  uint64
 	snap   *Snapshot
 	files  uint64
+	geo    uint64 // the snapshot's locator's version
 	hits   uint64 // since the last flush to the metrics
 	misses uint64
 }
@@ -90,11 +92,12 @@ func newAnswerCache() *answerCache {
 }
 
 // sync readies the cache for a batch answered from s: a different
-// snapshot or networks file empties it (by epoch), and a different
-// dns.answer_cache_size reallocates it, which happens on a reload only.
+// snapshot, networks file or GeoIP database empties it (by epoch), and a
+// different dns.answer_cache_size reallocates it, which happens on a
+// reload only.
 func (c *answerCache) sync(s *Snapshot) {
-	files := targetFileEpoch.Load()
-	if s == c.snap && files == c.files {
+	files, geo := targetFileEpoch.Load(), s.locator.Version()
+	if s == c.snap && files == c.files && geo == c.geo {
 		return
 	}
 	if size := cacheSlots(s.answerCacheSize); size != len(c.entries) {
@@ -104,7 +107,7 @@ func (c *answerCache) sync(s *Snapshot) {
 		}
 		c.mask = uint64(size/2) - 1
 	}
-	c.snap, c.files = s, files
+	c.snap, c.files, c.geo = s, files, geo
 	c.epoch++
 }
 

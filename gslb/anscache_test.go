@@ -3,11 +3,21 @@ package gslb
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gslbd/gslbd/gslb/config"
+	"github.com/gslbd/gslbd/gslb/geo"
+	"github.com/gslbd/gslbd/gslb/geo/geodb"
 )
 
 // cacheAnswer runs pkt through c and returns a copy of the answer.
@@ -254,5 +264,71 @@ func TestAnswerCacheCollisions(t *testing.T) {
 	cacheAnswer(t, c, &one, pkts[0], src, nil)
 	if c.hits-hits != 2 {
 		t.Fatalf("after the third query was kept: %d hits of B, C, A; want B and C", c.hits-hits)
+	}
+}
+
+// TestAnswerCacheFollowsGeoIPReload: a reloaded GeoIP database changes
+// where clients are without a new snapshot; the cache must not replay
+// answers located with the old one.
+func TestAnswerCacheFollowsGeoIPReload(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "city.mmdb")
+	writeCityDB := func(row string) {
+		t.Helper()
+		tmp := db + ".tmp"
+		f, err := os.Create(tmp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := geodb.Build(strings.NewReader("network,latitude,longitude,country,continent,subdivision,city\n"+row+"\n"), f, geodb.Options{Source: "test.csv"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, db); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCityDB("89.160.20.0/24,50.11,8.68,DE,EU,HE,Frankfurt")
+	cfg, err := config.Load("testdata/policies.yaml", config.Options{Set: []string{"geoip.city_db=" + db}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := geo.New(geo.Config{CityDB: cfg.GeoIP.CityDB, CacheSize: 1000}, geo.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSnapshot(cfg, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecs := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(89, 160, 20, 0)}
+	pkt := packed(t, query("score.p.test.", dns.TypeA, withEDNS(1232, false, ecs)))
+	resolver := netip.MustParseAddr("198.51.100.53")
+	c := newAnswerCache()
+	for range 3 {
+		c.sync(s)
+		cacheAnswer(t, c, s, pkt, resolver, nil)
+	}
+	if c.hits != 1 {
+		t.Fatalf("%d hits before the reload; want the third query replayed", c.hits)
+	}
+	frankfurt := fastWire(t, s, pkt, resolver)
+
+	// The same network, now placed in California.
+	writeCityDB("89.160.20.0/24,37.34,-121.89,US,NA,CA,San Jose")
+	if err := l.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	sanJose := fastWire(t, s, pkt, resolver)
+	if bytes.Equal(frankfurt, sanJose) {
+		t.Fatal("the reloaded database answers as the old one did; the test needs answers that differ")
+	}
+	c.sync(s)
+	if got, _ := cacheAnswer(t, c, s, pkt, resolver, nil); !bytes.Equal(got, sanJose) {
+		t.Fatalf("after the reload the cache answered %x; the fast path answers %x", got, sanJose)
+	}
+	if c.hits != 1 {
+		t.Fatalf("an answer located with the old database was replayed (%d hits)", c.hits)
 	}
 }

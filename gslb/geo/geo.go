@@ -78,6 +78,9 @@ type generation struct {
 	city, asn         *geoip2.Reader
 	cityStat, asnStat fileStamp
 	cache             *cache
+	// version counts the reloads that changed a database, for caches
+	// of answers built on locations (gslb's answer cache).
+	version uint64
 }
 
 // fileStamp identifies a file's content cheaply; the hash settles the
@@ -258,6 +261,16 @@ func clampNetwork(n, key netip.Prefix) netip.Prefix {
 	return n.Masked()
 }
 
+// Version changes whenever a reload swaps in a changed database: an
+// answer computed from locations (or ASNs) under one version may differ
+// under the next.
+func (l *Locator) Version() uint64 {
+	if l == nil {
+		return 0
+	}
+	return l.gen.Load().version
+}
+
 // Reload checks the database files and swaps in any that changed. A file
 // that is missing or unreadable keeps the previous database serving; the
 // error says why, and the next check tries again.
@@ -306,6 +319,7 @@ func (l *Locator) Reload() error {
 	}
 	if changed {
 		next.cache = newCache(l.cfg.CacheSize)
+		next.version = old.version + 1
 	}
 	l.gen.Store(&next)
 	return errors.Join(errs...)
