@@ -341,8 +341,20 @@ func (s Socket) File() (*os.File, error) { return s.file.File() }
 func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 	l := &Listeners{errc: make(chan error, 2*len(lc.Addrs))}
 	idle := lc.TCPIdleTimeout
+	// Whether this address's UDP socket was handed over: another process
+	// may still be reading it.
+	var inheritedUDP bool
+	inherited := lc.Inherited
+	if inherited != nil {
+		inherited = func(network string, ap netip.AddrPort) *os.File {
+			f := lc.Inherited(network, ap)
+			inheritedUDP = inheritedUDP || network == "udp" && f != nil
+			return f
+		}
+	}
 	for _, ap := range lc.Addrs {
-		pc, tl, err := listenPair(ap, lc.Inherited)
+		inheritedUDP = false
+		pc, tl, err := listenPair(ap, inherited)
 		if err != nil {
 			l.close()
 			return nil, err
@@ -352,7 +364,7 @@ func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 			Socket{Network: "tcp", Addr: ap, file: tl})
 		ln := newLimitListener(tl, lc.TCPMaxConnections, tcpEvictIdle, s.metrics)
 		servers := []*dns.Server{{Listener: ln, Net: "tcp"}}
-		switch u, err := newUDPServer(s, pc); {
+		switch u, err := newUDPServer(s, pc, !inheritedUDP); {
 		case err == nil:
 			// pc is closed: the socket lives on in u's descriptor.
 			l.udp = append(l.udp, u)
@@ -481,6 +493,20 @@ func (l *Listeners) Serve() error {
 	case <-done:
 		return nil
 	}
+}
+
+// Own tells the UDP readers that no other process reads the sockets any
+// more (a predecessor in a hand-over has stopped), so they may wait for
+// datagrams in blocking reads. Sockets this process bound itself are
+// owned from the start.
+func (l *Listeners) Own() error {
+	var errs []error
+	for _, u := range l.udp {
+		if err := u.own(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // FastReaders is how many UDP sockets are read by the fast path's

@@ -56,10 +56,12 @@ type mmsghdr struct {
 // so the reader sees a stop within pollTimeout.
 //
 // The socket is shared across a hand-over, and whether it blocks is the
-// socket's, not the descriptor's: a successor making it non-blocking
-// again (Go's net does) turns the reader's waits into immediate EAGAINs,
-// which it then waits out in poll(2); every other use here passes
-// MSG_DONTWAIT and never blocks whatever the mode.
+// socket's, not the descriptor's. A socket handed over stays
+// non-blocking until the predecessor has stopped reading (Listeners.Own),
+// since a predecessor may read without waiting; a successor making it
+// non-blocking again (Go's net does) is no harm either. The reader then
+// gets immediate EAGAINs, which it waits out in poll(2); every other use
+// here passes MSG_DONTWAIT and never blocks whatever the mode.
 //
 // The socket is kept out of Go's poller altogether, on a descriptor of
 // its own: a socket in an epoll set has a waiter, and the kernel then
@@ -88,7 +90,9 @@ type udpServer struct {
 // asks the kernel for each datagram's destination address, which the
 // reply's source must be. It takes the socket over on a duplicate
 // descriptor and closes conn, which takes the socket out of Go's poller.
-func newUDPServer(s *Server, conn *net.UDPConn) (*udpServer, error) {
+// exclusive says no other process reads the socket, so it may be made
+// blocking now; otherwise own does that later.
+func newUDPServer(s *Server, conn *net.UDPConn, exclusive bool) (*udpServer, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -135,12 +139,27 @@ func newUDPServer(s *Server, conn *net.UDPConn) (*udpServer, error) {
 		unix.Close(sockfd)
 		return nil, err
 	}
-	if err := unix.SetNonblock(sockfd, false); err != nil {
-		unix.Close(sockfd)
-		return nil, err
+	if exclusive {
+		if err := unix.SetNonblock(sockfd, false); err != nil {
+			unix.Close(sockfd)
+			return nil, err
+		}
 	}
 	return &udpServer{srv: s, local: laddr, fd: sockfd, fallback: make(chan *fallbackPacket, fallbackQueue),
 		read: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// own makes the socket blocking, for the reader's blocking waits, once
+// no other process reads it. Before that the reader waits in poll(2):
+// the mode is the socket's, and a predecessor in a hand-over that reads
+// without waiting (an earlier release did) would block in its reads.
+func (u *udpServer) own() error {
+	u.fdMu.RLock()
+	defer u.fdMu.RUnlock()
+	if u.closed {
+		return nil
+	}
+	return unix.SetNonblock(u.fd, false)
 }
 
 // addr is the socket's bound address.
@@ -173,7 +192,8 @@ func (u *udpServer) closeFD() error {
 
 // sendTo sends one datagram to the raw address name from the socket:
 // the fallback workers' write. A full send buffer is waited out in
-// poll(2) for up to a second, then the reply is given up.
+// poll(2) for up to a second, then the reply is given up; closeFD waits
+// for such a send, so a shutdown may take that second longer.
 func (u *udpServer) sendTo(b, oob []byte, name *[sockaddrSize]byte, namelen uint32) error {
 	u.fdMu.RLock()
 	defer u.fdMu.RUnlock()
@@ -329,8 +349,9 @@ func (r *udpReader) run() error {
 		}
 		if !r.recv(uintptr(r.u.fd)) {
 			// A wait cut short by SO_RCVTIMEO is the stop check's turn;
-			// an EAGAIN straight away means the socket is non-blocking
-			// (a successor's doing), and poll(2) does the waiting.
+			// coming back at once means the socket is non-blocking (not
+			// ours yet after a hand-over, or a successor's doing) or a
+			// signal came, and poll(2) does the waiting.
 			if time.Since(start) < pollTimeout/2 {
 				if err := r.wait(unix.POLLIN); err != nil {
 					return err
@@ -374,9 +395,9 @@ func (r *udpReader) recv(fd uintptr) bool {
 	for {
 		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.rhdr[0])), udpBatch, unix.MSG_WAITFORONE, 0, 0)
 		switch errno {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
+		case unix.EINTR, unix.EAGAIN:
+			// A signal restarts no wait here: the caller checks the stop
+			// flag first.
 			return false
 		}
 		r.n, r.errno = int(n), errno

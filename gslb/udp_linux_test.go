@@ -561,3 +561,78 @@ func TestUDPAnswerCacheFollowsSwaps(t *testing.T) {
 		t.Errorf("gslb_dns_answer_cache_lookups_total has %d series; want hit and miss", c)
 	}
 }
+
+// nonBlocking reports whether a socket (its file description, shared by
+// every descriptor and process holding it) is in non-blocking mode.
+func nonBlocking(t *testing.T, sk Socket) bool {
+	t.Helper()
+	f, err := sk.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags int
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { flags, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil || ferr != nil {
+		t.Fatal(err, ferr)
+	}
+	return flags&unix.O_NONBLOCK != 0
+}
+
+// TestUDPBlockingOnlyWhenOwned: a socket bound here is read with blocking
+// waits at once; one handed over stays non-blocking, which a predecessor
+// still reading it may rely on, until Own, and is served either way.
+func TestUDPBlockingOnlyWhenOwned(t *testing.T) {
+	srv, _ := newTestServer(t, testSnapshot(t))
+	fresh := serveOn(t, srv, "127.0.0.1:0")
+	if nonBlocking(t, fresh.Sockets()[0]) {
+		t.Error("a socket bound here is non-blocking; its reader should block in recvmmsg")
+	}
+
+	// The predecessor's socket, as the hand-over passes it.
+	pred, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pred.Close()
+	f, err := pred.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := pred.LocalAddr().(*net.UDPAddr).AddrPort()
+	ln, err := srv.Listen(ListenConfig{Addrs: []netip.AddrPort{ap}, TCPIdleTimeout: time.Second, TCPMaxConnections: 4,
+		Inherited: func(network string, _ netip.AddrPort) *os.File {
+			if network == "udp" {
+				return f
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveUntilCleanup(t, ln)
+	udp := ln.Sockets()[0]
+	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+	ask := func(when string) {
+		t.Helper()
+		r, _, err := c.Exchange(query("host.example.test.", dns.TypeA), ap.String())
+		if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
+			t.Fatalf("%s: %v %v", when, r, err)
+		}
+	}
+	if !nonBlocking(t, udp) {
+		t.Fatal("a handed-over socket was made blocking before the predecessor stopped")
+	}
+	ask("before Own")
+	if err := ln.Own(); err != nil {
+		t.Fatal(err)
+	}
+	if nonBlocking(t, udp) {
+		t.Fatal("still non-blocking after Own")
+	}
+	ask("after Own")
+}

@@ -17,11 +17,14 @@ type udpServer struct{}
 // sockaddrSize is the Linux reader's room for a client's address.
 const sockaddrSize = 28
 
-func newUDPServer(*Server, *net.UDPConn) (*udpServer, error) { return nil, errors.ErrUnsupported }
+func newUDPServer(*Server, *net.UDPConn, bool) (*udpServer, error) {
+	return nil, errors.ErrUnsupported
+}
 
 func (*udpServer) serve() error                   { return errors.ErrUnsupported }
 func (*udpServer) shutdown(context.Context) error { return nil }
 func (*udpServer) closeFD() error                 { return nil }
+func (*udpServer) own() error                     { return nil }
 func (*udpServer) addr() net.Addr                 { return nil }
 func (*udpServer) File() (*os.File, error)        { return nil, errors.ErrUnsupported }
 

@@ -114,20 +114,22 @@ func parseRights(oob []byte) ([]int, error) {
 }
 
 // finish tells the predecessor this instance is serving and waits, up to
-// the predecessor's shutdown grace, for it to have stopped reading.
-func (p *predecessor) finish(log *slog.Logger) {
+// the predecessor's shutdown grace, for it to have stopped reading; true
+// when it said so.
+func (p *predecessor) finish(log *slog.Logger) bool {
 	defer p.conn.Close()
 	_ = p.conn.SetDeadline(time.Now().Add(shutdownGrace + handoverTimeout))
 	if _, err := io.WriteString(p.conn, "READY\n"); err != nil {
 		log.Warn("hand-over: could not tell the predecessor to stop", "pid", p.pid, "err", err)
-		return
+		return false
 	}
 	line, err := bufio.NewReader(p.conn).ReadString('\n')
 	if err != nil || line != "DONE\n" {
 		log.Warn("hand-over: the predecessor did not confirm it stopped", "pid", p.pid, "got", strings.TrimSpace(line), "err", err)
-		return
+		return false
 	}
 	log.Info("hand-over complete: the predecessor stopped", "pid", p.pid)
+	return true
 }
 
 // abandon tells a waiting predecessor nothing will come: it keeps serving.

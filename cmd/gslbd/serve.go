@@ -227,16 +227,27 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 		pool.leftovers()
 		return nil, err
 	}
+	if pool == nil || pool.pid == 0 {
+		// Bound here or handed over by systemd: nobody else reads the
+		// sockets. After a hand-over they are owned once the predecessor
+		// has stopped (run).
+		if err := d.listen.Own(); err != nil {
+			d.log.Warn("UDP readers will wait in poll(2): could not make the sockets blocking", "err", err)
+		}
+	}
 	// Each fast-path UDP reader waits for datagrams in a blocking system
 	// call. While a goroutine is in one, the runtime takes its scheduler
 	// slot (P) away unless another P is idle, and gives one back when the
 	// call returns: with one P (one CPU) that is a hand-off on every
-	// wake-up. One P more than there are readers keeps them all idle-free
-	// of it; at a fixed 20,000 queries/s on one core this took gslbd from
-	// 1.43 to 1.18 times gdnsd's CPU per query (docs/performance.md).
-	if want := d.listen.FastReaders() + 1; os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < want {
-		d.log.Info("raised GOMAXPROCS so that UDP readers keep their scheduler slots while they wait", "from", runtime.GOMAXPROCS(0), "to", want)
-		runtime.GOMAXPROCS(want)
+	// wake-up. A P more than there are readers spares them that; at a
+	// fixed 20,000 queries/s on one core this took gslbd from 1.43 to
+	// 1.18 times gdnsd's CPU per query (docs/performance.md). It is raised
+	// by one at most, so a CPU quota is not overrun by much, and setting
+	// it turns off the runtime's own updates of it (to follow a changed
+	// quota); the GOMAXPROCS environment variable opts out of both.
+	if cur := runtime.GOMAXPROCS(0); os.Getenv("GOMAXPROCS") == "" && cur < d.listen.FastReaders()+1 {
+		d.log.Info("raised GOMAXPROCS by one so that the UDP readers keep their scheduler slots while they wait", "from", cur, "to", cur+1)
+		runtime.GOMAXPROCS(cur + 1)
 	}
 	network := "tcp4" // one family per socket, as for DNS: 0.0.0.0 must not also mean [::]
 	if cfg.HTTP.Listen.Addr().Is6() {
@@ -317,7 +328,11 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 			d.log.Warn("could not tell systemd gslbd is ready", "err", err)
 		}
 		if d.pred != nil {
-			d.pred.finish(d.log)
+			if d.pred.finish(d.log) {
+				if err := d.listen.Own(); err != nil {
+					d.log.Warn("UDP readers will wait in poll(2): could not make the sockets blocking", "err", err)
+				}
+			}
 			d.pred = nil
 			d.startHandover(ctx)
 		}

@@ -43,7 +43,8 @@ const (
 	DefaultMaxQuerySize = 4096
 	// DefaultAnswerCacheSize is per UDP socket: about 5 MB of memory.
 	DefaultAnswerCacheSize = 4096
-	maxAnswerCacheSize     = 1 << 20
+	// maxAnswerCacheSize bounds it at about 80 MB per socket.
+	maxAnswerCacheSize = 1 << 16
 )
 
 func defaultRRL() RRL {
