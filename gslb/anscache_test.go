@@ -3,8 +3,6 @@ package gslb
 import (
 	"bytes"
 	"encoding/binary"
-	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -13,10 +11,7 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/gslbd/gslbd/gslb/config"
-	"github.com/gslbd/gslbd/gslb/geo"
 	"github.com/gslbd/gslbd/gslb/geo/geodb"
 )
 
@@ -290,18 +285,7 @@ func TestAnswerCacheFollowsGeoIPReload(t *testing.T) {
 		}
 	}
 	writeCityDB("89.160.20.0/24,50.11,8.68,DE,EU,HE,Frankfurt")
-	cfg, err := config.Load("testdata/policies.yaml", config.Options{Set: []string{"geoip.city_db=" + db}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := geo.New(geo.Config{CityDB: cfg.GeoIP.CityDB, CacheSize: 1000}, geo.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewSnapshot(cfg, l)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, l := policySnapshotSet(t, "geoip.city_db="+db)
 	ecs := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(89, 160, 20, 0)}
 	pkt := packed(t, query("score.p.test.", dns.TypeA, withEDNS(1232, false, ecs)))
 	resolver := netip.MustParseAddr("198.51.100.53")

@@ -504,16 +504,10 @@ func (s *Snapshot) fastService(z *zone, w *fastWriter, sc *fastScratch, svc *ser
 	if qtype != dns.TypeA && qtype != dns.TypeAAAA {
 		return 0, w.soa(sc, z, ttl)
 	}
-	if svc.sticky && s.affinity != nil {
-		// A session look-up that misses this instance's cache may wait on
-		// the store: pick declines it (cq.declined) and the full path,
-		// off the reader, takes it.
-		if _, can := s.affinity.(affinityCached); !can {
-			return 0, false
-		}
-	}
 	var buf [16]int
 	picked, scope := s.pick(svc, cq, buf[:0])
+	// A session look-up that misses this instance's cache may wait on the
+	// store: pick declined it, and the full path, off the reader, takes it.
 	if cq.declined {
 		return 0, false
 	}

@@ -20,7 +20,15 @@ import (
 // database, so clients are placed exactly as the demo places them.
 func policySnapshot(t testing.TB) *Snapshot {
 	t.Helper()
-	cfg, err := config.Load("testdata/policies.yaml", config.Options{})
+	s, _ := policySnapshotSet(t)
+	return s
+}
+
+// policySnapshotSet is policySnapshot with "key=value" overrides of
+// testdata/policies.yaml, and the snapshot's locator.
+func policySnapshotSet(t testing.TB, set ...string) (*Snapshot, *geo.Locator) {
+	t.Helper()
+	cfg, err := config.Load("testdata/policies.yaml", config.Options{Set: set})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +40,7 @@ func policySnapshot(t testing.TB) *Snapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return s, l
 }
 
 func (s *Snapshot) dc(id string) *Datacenter {

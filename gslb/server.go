@@ -341,20 +341,12 @@ func (s Socket) File() (*os.File, error) { return s.file.File() }
 func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 	l := &Listeners{errc: make(chan error, 2*len(lc.Addrs))}
 	idle := lc.TCPIdleTimeout
-	// Whether this address's UDP socket was handed over: another process
-	// may still be reading it.
-	var inheritedUDP bool
-	inherited := lc.Inherited
-	if inherited != nil {
-		inherited = func(network string, ap netip.AddrPort) *os.File {
-			f := lc.Inherited(network, ap)
-			inheritedUDP = inheritedUDP || network == "udp" && f != nil
-			return f
-		}
-	}
 	for _, ap := range lc.Addrs {
-		inheritedUDP = false
-		pc, tl, err := listenPair(ap, inherited)
+		var udpFile, tcpFile *os.File
+		if lc.Inherited != nil {
+			udpFile, tcpFile = lc.Inherited("udp", ap), lc.Inherited("tcp", ap)
+		}
+		pc, tl, err := listenPair(ap, udpFile, tcpFile)
 		if err != nil {
 			l.close()
 			return nil, err
@@ -364,7 +356,8 @@ func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 			Socket{Network: "tcp", Addr: ap, file: tl})
 		ln := newLimitListener(tl, lc.TCPMaxConnections, tcpEvictIdle, s.metrics)
 		servers := []*dns.Server{{Listener: ln, Net: "tcp"}}
-		switch u, err := newUDPServer(s, pc, !inheritedUDP); {
+		// A UDP socket handed over may still be read by another process.
+		switch u, err := newUDPServer(s, pc, udpFile == nil); {
 		case err == nil:
 			// pc is closed: the socket lives on in u's descriptor.
 			l.udp = append(l.udp, u)
@@ -403,24 +396,24 @@ func (s *Server) Listen(lc ListenConfig) (*Listeners, error) {
 // address, for handing over to a successor process.
 func (l *Listeners) Sockets() []Socket { return l.sockets }
 
-// listenPair binds UDP and TCP on one address, or adopts inherited
-// sockets for it. With port 0 both get the same kernel-chosen port, so a
-// test or a second instance can ask for "any free port" and still publish
-// one address for both transports.
-func listenPair(ap netip.AddrPort, inherited func(string, netip.AddrPort) *os.File) (*net.UDPConn, *net.TCPListener, error) {
-	var pc *net.UDPConn
-	var tl *net.TCPListener
-	if inherited != nil {
-		var err error
-		if pc, err = adoptUDP(inherited("udp", ap), ap); err != nil {
-			return nil, nil, err
+// listenPair binds UDP and TCP on one address, or adopts the inherited
+// sockets for it (either file may be nil). With port 0 both get the same
+// kernel-chosen port, so a test or a second instance can ask for "any
+// free port" and still publish one address for both transports.
+func listenPair(ap netip.AddrPort, udpFile, tcpFile *os.File) (*net.UDPConn, *net.TCPListener, error) {
+	pc, err := adoptUDP(udpFile, ap)
+	if err != nil {
+		if tcpFile != nil {
+			tcpFile.Close()
 		}
-		if tl, err = adoptTCP(inherited("tcp", ap), ap); err != nil {
-			if pc != nil {
-				pc.Close()
-			}
-			return nil, nil, err
+		return nil, nil, err
+	}
+	tl, err := adoptTCP(tcpFile, ap)
+	if err != nil {
+		if pc != nil {
+			pc.Close()
 		}
+		return nil, nil, err
 	}
 	family := "4"
 	if ap.Addr().Is6() {

@@ -44,10 +44,9 @@ type mmsghdr struct {
 }
 
 // udpServer serves one UDP socket. One reader goroutine takes datagrams
-// in batches with recvmmsg, answers those the
-// fast path takes into preallocated buffers and sends them with one
-// sendmmsg; the rest are copied to the fallback workers, which run the
-// full path. When the socket is empty the reader waits in the kernel, in
+// in batches with recvmmsg, answers those the fast path takes into
+// preallocated buffers and sends them with one sendmmsg; the rest are
+// copied to the fallback workers, which run the full path. When the socket is empty the reader waits in the kernel, in
 // a blocking recvmmsg with MSG_WAITFORONE, as gdnsd does: Go's poller
 // would add a scheduler round trip (epoll, park, wake) to every drained
 // batch, measured at a sixth of the server's CPU, and a non-blocking
@@ -68,8 +67,7 @@ type mmsghdr struct {
 // wakes the epoll instance each time a sent datagram frees its buffer
 // space, measured at 2–3% of the server's CPU. The fallback workers send
 // with sendmsg and wait in poll(2) if the send buffer is full. A stop is
-// a flag the reader sees within pollTimeout, and never touches a socket
-// a successor may share.
+// a flag and never touches a socket a successor may share.
 type udpServer struct {
 	srv      *Server
 	local    *net.UDPAddr

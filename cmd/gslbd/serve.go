@@ -231,9 +231,7 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 		// Bound here or handed over by systemd: nobody else reads the
 		// sockets. After a hand-over they are owned once the predecessor
 		// has stopped (run).
-		if err := d.listen.Own(); err != nil {
-			d.log.Warn("UDP readers will wait in poll(2): could not make the sockets blocking", "err", err)
-		}
+		d.ownSockets()
 	}
 	// Each fast-path UDP reader waits for datagrams in a blocking system
 	// call. While a goroutine is in one, the runtime takes its scheduler
@@ -277,6 +275,14 @@ func newDaemon(cfg *config.Config, opts config.Options, snap *gslb.Snapshot, reg
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
 	return d, nil
+}
+
+// ownSockets lets the UDP readers wait in blocking reads, once no other
+// process reads their sockets.
+func (d *daemon) ownSockets() {
+	if err := d.listen.Own(); err != nil {
+		d.log.Warn("UDP readers will wait in poll(2): could not make the sockets blocking", "err", err)
+	}
 }
 
 func (d *daemon) run(sigs <-chan os.Signal) int {
@@ -329,9 +335,7 @@ func (d *daemon) run(sigs <-chan os.Signal) int {
 		}
 		if d.pred != nil {
 			if d.pred.finish(d.log) {
-				if err := d.listen.Own(); err != nil {
-					d.log.Warn("UDP readers will wait in poll(2): could not make the sockets blocking", "err", err)
-				}
+				d.ownSockets()
 			}
 			d.pred = nil
 			d.startHandover(ctx)
